@@ -1,0 +1,187 @@
+//! The reporter thread: turns the workers' events into log lines and the
+//! blocked-sources record, off the hot path.
+//!
+//! Logging policy, so that a flood of forged sources cannot flood the log:
+//! each unidentified source is logged once, when first seen on a port (with
+//! the destination it tried), within a budget of lines per second; after
+//! that it is only counted, and a summary line per interval says how much
+//! was seen and how many first sightings the budget kept out of the log.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use log::{info, warn};
+
+use super::blocked::{BlockedTable, Key, Seen};
+use crate::decision::Unidentified;
+use crate::packet::{Addr, Malformed};
+use crate::rules::Proto;
+
+/// What a worker tells the reporter. Plain data, no allocation.
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    Unidentified {
+        src: Addr,
+        dst: Addr,
+        port: u16,
+        proto: Proto,
+        why: Unidentified,
+        /// Let through (monitor mode) rather than dropped.
+        monitored: bool,
+    },
+    Malformed {
+        queue: u16,
+        why: Malformed,
+    },
+}
+
+/// Distinct sources counted exactly per summary interval; beyond this the
+/// summary says "at least".
+const MAX_INTERVAL_SOURCES: usize = 65_536;
+
+/// Log lines for first sightings allowed per second, and the burst.
+const LINES_PER_SEC: f64 = 10.0;
+const LINES_BURST: f64 = 50.0;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * LINES_PER_SEC).min(LINES_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Default)]
+struct Interval {
+    dropped: u64,
+    monitored: u64,
+    sources: HashSet<(Addr, u16, Proto)>,
+    new_sources: u64,
+    not_logged: u64,
+    malformed: [u64; Malformed::ALL.len()],
+}
+
+pub struct Reporter {
+    pub blocked: Arc<Mutex<BlockedTable>>,
+    pub interval: Duration,
+}
+
+impl Reporter {
+    /// Runs until every sender is gone.
+    pub fn run(self, rx: Receiver<Event>) {
+        let mut bucket = Bucket {
+            tokens: LINES_BURST,
+            at: Instant::now(),
+        };
+        let mut cur = Interval::default();
+        let mut next = Instant::now() + self.interval;
+        loop {
+            let ev = match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(ev) => ev,
+                Err(RecvTimeoutError::Timeout) => {
+                    summarise(&cur, self.interval);
+                    cur = Interval::default();
+                    next = Instant::now() + self.interval;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    summarise(&cur, self.interval);
+                    return;
+                }
+            };
+            match ev {
+                Event::Unidentified {
+                    src,
+                    dst,
+                    port,
+                    proto,
+                    why,
+                    monitored,
+                } => {
+                    if monitored {
+                        cur.monitored += 1;
+                    } else {
+                        cur.dropped += 1;
+                    }
+                    if cur.sources.len() < MAX_INTERVAL_SOURCES {
+                        cur.sources.insert((src, port, proto));
+                    }
+                    let seen = self
+                        .blocked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .observe(
+                            Key { src, port, proto },
+                            dst,
+                            SystemTime::now(),
+                            monitored,
+                            why == Unidentified::Blocked,
+                        );
+                    if seen == Seen::New {
+                        cur.new_sources += 1;
+                        if bucket.take(Instant::now()) {
+                            let what = match (monitored, why) {
+                                (false, Unidentified::NoEntry) => "dropped unidentified",
+                                (false, Unidentified::Blocked) => "dropped blocked",
+                                (true, Unidentified::NoEntry) => {
+                                    "monitor: let through unidentified"
+                                }
+                                (true, Unidentified::Blocked) => "monitor: let through blocked",
+                            };
+                            warn!(
+                                "{what} {src} -> {dst} port {port}/{proto} (first from this source; later packets are counted)"
+                            );
+                        } else {
+                            cur.not_logged += 1;
+                        }
+                    }
+                }
+                Event::Malformed { queue, why } => {
+                    let n = &mut cur.malformed[why as usize];
+                    if *n == 0 {
+                        warn!(
+                            "dropped a malformed packet on queue {queue}: {} (further ones are counted)",
+                            why.as_str()
+                        );
+                    }
+                    *n += 1;
+                }
+            }
+        }
+    }
+}
+
+fn summarise(cur: &Interval, interval: Duration) {
+    let malformed: u64 = cur.malformed.iter().sum();
+    if cur.dropped + cur.monitored + malformed == 0 {
+        return;
+    }
+    info!(
+        "last {}s: {} unidentified packets dropped, {} let through in monitor mode, from {}{} source/port pairs ({} new, {} of those not logged: rate limit); {} malformed dropped",
+        interval.as_secs(),
+        cur.dropped,
+        cur.monitored,
+        if cur.sources.len() >= MAX_INTERVAL_SOURCES {
+            "at least "
+        } else {
+            ""
+        },
+        cur.sources.len(),
+        cur.new_sources,
+        cur.not_logged,
+        malformed
+    );
+}

@@ -1,0 +1,99 @@
+//! Per-worker counters: written by one worker thread, read by anyone.
+//!
+//! Each counter has a single writer, so an update is a relaxed load and
+//! store (no locked read-modify-write on the hot path); readers see a value
+//! at most one packet stale.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::decision::{Accept, Decision, Drop, Unidentified};
+use crate::packet::Malformed;
+
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn bump(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn add(&self, n: u64) {
+        // Single writer: no other thread stores to this counter.
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What one queue's worker has done since start.
+#[derive(Default, Debug)]
+pub struct QueueStats {
+    pub packets: Counter,
+    pub accepted: Counter,
+    pub dropped: Counter,
+    pub accepted_source_permit: Counter,
+    pub accepted_destination_permit: Counter,
+    pub accepted_unjudged: Counter,
+    pub accepted_later_fragment: Counter,
+    /// Unidentified on a monitor port: accepted, reported.
+    pub monitored: Counter,
+    /// Unidentified on an enforce port: dropped.
+    pub dropped_unidentified: Counter,
+    /// Of the unidentified (dropped or monitored), those a block decided.
+    pub unidentified_blocked: Counter,
+    pub malformed: [Counter; Malformed::ALL.len()],
+    /// recv() reported ENOBUFS: the socket buffer overflowed and the kernel
+    /// dropped (or, with --fail-open, accepted) packets we never saw.
+    pub enobufs: Counter,
+    /// Reports lost because the reporter's channel was full.
+    pub channel_full: Counter,
+    /// Verdicts the kernel refused.
+    pub verdict_errors: Counter,
+}
+
+impl QueueStats {
+    #[inline]
+    pub fn record(&self, d: Decision) {
+        self.packets.bump();
+        match d {
+            Decision::Accept(a) => {
+                self.accepted.bump();
+                match a {
+                    Accept::SourcePermit => self.accepted_source_permit.bump(),
+                    Accept::DestinationPermit => self.accepted_destination_permit.bump(),
+                    Accept::Unjudged => self.accepted_unjudged.bump(),
+                    Accept::LaterFragment => self.accepted_later_fragment.bump(),
+                    Accept::Monitored(u) => {
+                        self.monitored.bump();
+                        if u == Unidentified::Blocked {
+                            self.unidentified_blocked.bump();
+                        }
+                    }
+                }
+            }
+            Decision::Drop(dr) => {
+                self.dropped.bump();
+                match dr {
+                    Drop::Unidentified(u) => {
+                        self.dropped_unidentified.bump();
+                        if u == Unidentified::Blocked {
+                            self.unidentified_blocked.bump();
+                        }
+                    }
+                    Drop::Malformed(m) => self.malformed[m as usize].bump(),
+                }
+            }
+        }
+    }
+
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().map(Counter::get).sum()
+    }
+}

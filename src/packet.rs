@@ -1,0 +1,435 @@
+//! Parsing of the bytes the kernel hands us for a queued packet.
+//!
+//! Contract: [`parse`] takes any byte slice (untrusted, possibly cut short by
+//! the queue's copy range) and returns either the flow identity the decision
+//! needs — protocol, addresses and ports — or a [`Malformed`] reason. It never
+//! panics and never allocates. The payload starts at the IP header (NFQUEUE
+//! carries no link layer), for packets queued from FORWARD and from OUTPUT
+//! alike.
+//!
+//! What counts as malformed is deliberately narrow: only what keeps us from
+//! reading the addresses and, for a port-carrying protocol, the ports. IP and
+//! transport checksums are the kernel's business (it has already checked them
+//! on the way in), and bytes past the copy range are simply not ours to see.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice, LenSource};
+
+/// IP protocol numbers that carry 16-bit source and destination ports in
+/// their first four bytes.
+const PORTED: [u8; 4] = [
+    IpNumber::TCP.0,
+    IpNumber::UDP.0,
+    IpNumber::SCTP.0,
+    136, // UDP-Lite
+];
+
+/// An IP address as the lookup tables key it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Addr {
+    V4(u32),
+    V6(u128),
+}
+
+impl From<Addr> for std::net::IpAddr {
+    fn from(a: Addr) -> Self {
+        match a {
+            Addr::V4(v) => Ipv4Addr::from(v).into(),
+            Addr::V6(v) => Ipv6Addr::from(v).into(),
+        }
+    }
+}
+
+impl From<std::net::IpAddr> for Addr {
+    fn from(a: std::net::IpAddr) -> Self {
+        match a {
+            std::net::IpAddr::V4(v) => Addr::V4(v.into()),
+            std::net::IpAddr::V6(v) => Addr::V6(v.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::net::IpAddr::from(*self).fmt(f)
+    }
+}
+
+/// What the decision needs to know about one queued packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// IP protocol number of the transport header (after IPv6 extension
+    /// headers).
+    pub proto: u8,
+    pub src: Addr,
+    pub dst: Addr,
+    /// The transport's ports: `Some` for TCP, UDP, SCTP and UDP-Lite when the
+    /// packet is not a later fragment; `None` otherwise.
+    pub ports: Option<Ports>,
+    /// True for a fragment other than the first: it carries no transport
+    /// header, so no ports.
+    pub later_fragment: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub src: u16,
+    pub dst: u16,
+}
+
+/// Why a queued packet could not be judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Malformed {
+    /// Empty, or the version nibble is neither 4 nor 6.
+    NotIp,
+    /// The IP header is cut short, its IHL is below 5 or past the end, or
+    /// its total length is smaller than the header itself.
+    IpHeader,
+    /// An IPv6 extension header is cut short or malformed.
+    ExtensionHeader,
+    /// A port-carrying transport header ends before its ports.
+    TransportTruncated,
+    /// A TCP fragment at offset 8 bytes: it can only exist to overwrite the
+    /// ports or flags of the first fragment (RFC 1858).
+    OverlappingFragment,
+}
+
+impl Malformed {
+    pub const ALL: [Malformed; 5] = [
+        Malformed::NotIp,
+        Malformed::IpHeader,
+        Malformed::ExtensionHeader,
+        Malformed::TransportTruncated,
+        Malformed::OverlappingFragment,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::NotIp => "not_ip",
+            Malformed::IpHeader => "ip_header",
+            Malformed::ExtensionHeader => "extension_header",
+            Malformed::TransportTruncated => "transport_truncated",
+            Malformed::OverlappingFragment => "overlapping_fragment",
+        }
+    }
+}
+
+/// Reads protocol, addresses and ports from a queued packet's bytes.
+pub fn parse(bytes: &[u8]) -> Result<Packet, Malformed> {
+    // Lax slicing tolerates what the copy range cut off (total length larger
+    // than what we hold); strict slicing would call every truncated packet
+    // broken.
+    let (ip, ext_err) = LaxIpSlice::from_slice(bytes).map_err(|e| match e {
+        etherparse::err::ip::LaxHeaderSliceError::Content(
+            etherparse::err::ip::HeaderError::UnsupportedIpVersion { .. },
+        ) => Malformed::NotIp,
+        _ => {
+            if bytes.is_empty() {
+                Malformed::NotIp
+            } else {
+                Malformed::IpHeader
+            }
+        }
+    })?;
+    if ext_err.is_some() {
+        return Err(Malformed::ExtensionHeader);
+    }
+
+    let (src, dst, first_fragment_offset) = match &ip {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            // etherparse falls back to the slice length when total_len is
+            // smaller than the header; the kernel would never forward such a
+            // packet, so neither do we.
+            if v4.payload().len_source == LenSource::Slice
+                && usize::from(h.total_len()) < h.slice().len()
+            {
+                return Err(Malformed::IpHeader);
+            }
+            (
+                Addr::V4(u32::from_be_bytes(h.source())),
+                Addr::V4(u32::from_be_bytes(h.destination())),
+                h.fragments_offset().value(),
+            )
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let offset = v6
+                .extensions()
+                .clone()
+                .into_iter()
+                .find_map(|e| match e {
+                    Ipv6ExtensionSlice::Fragment(f) => Some(f.fragment_offset().value()),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            (
+                Addr::V6(u128::from_be_bytes(h.source())),
+                Addr::V6(u128::from_be_bytes(h.destination())),
+                offset,
+            )
+        }
+    };
+
+    let payload = ip.payload();
+    let proto = payload.ip_number.0;
+
+    if first_fragment_offset != 0 {
+        if first_fragment_offset == 1 && proto == IpNumber::TCP.0 {
+            return Err(Malformed::OverlappingFragment);
+        }
+        return Ok(Packet {
+            proto,
+            src,
+            dst,
+            ports: None,
+            later_fragment: true,
+        });
+    }
+
+    let ports = if PORTED.contains(&proto) {
+        match payload.payload {
+            [s0, s1, d0, d1, ..] => Some(Ports {
+                src: u16::from_be_bytes([*s0, *s1]),
+                dst: u16::from_be_bytes([*d0, *d1]),
+            }),
+            _ => return Err(Malformed::TransportTruncated),
+        }
+    } else {
+        None
+    };
+
+    Ok(Packet {
+        proto,
+        src,
+        dst,
+        ports,
+        later_fragment: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp4(src: [u8; 4], dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let b = PacketBuilder::ipv4(src, dst, 64)
+            .tcp(40000, dport, 1, 1024)
+            .syn();
+        let mut out = Vec::with_capacity(b.size(0));
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    fn tcp6(src: [u8; 16], dst: [u8; 16], dport: u16) -> Vec<u8> {
+        let b = PacketBuilder::ipv6(src, dst, 64)
+            .tcp(40000, dport, 1, 1024)
+            .syn();
+        let mut out = Vec::with_capacity(b.size(0));
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    const V6_SRC: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    ];
+    const V6_DST: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+    ];
+
+    #[test]
+    fn ipv4_tcp_syn() {
+        let p = parse(&tcp4([192, 0, 2, 10], [198, 51, 100, 25], 25)).unwrap();
+        assert_eq!(p.proto, 6);
+        assert_eq!(p.src, Addr::V4(0xc000_020a));
+        assert_eq!(p.dst, Addr::V4(0xc633_6419));
+        assert_eq!(
+            p.ports,
+            Some(Ports {
+                src: 40000,
+                dst: 25
+            })
+        );
+        assert!(!p.later_fragment);
+    }
+
+    #[test]
+    fn ipv6_tcp_syn() {
+        let p = parse(&tcp6(V6_SRC, V6_DST, 25)).unwrap();
+        assert_eq!(p.src, Addr::V6(u128::from_be_bytes(V6_SRC)));
+        assert_eq!(p.dst, Addr::V6(u128::from_be_bytes(V6_DST)));
+        assert_eq!(p.ports.unwrap().dst, 25);
+    }
+
+    #[test]
+    fn ipv4_with_options() {
+        let mut p = tcp4([192, 0, 2, 10], [198, 51, 100, 25], 25);
+        // Rebuild with IHL 6: one 4-byte option (NOP NOP NOP EOL).
+        let mut with = p[..20].to_vec();
+        with[0] = 0x46;
+        with.extend_from_slice(&[1, 1, 1, 0]);
+        with.extend_from_slice(&p[20..]);
+        let total = u16::try_from(with.len()).unwrap();
+        with[2..4].copy_from_slice(&total.to_be_bytes());
+        p = with;
+        let parsed = parse(&p).unwrap();
+        assert_eq!(parsed.ports.unwrap().dst, 25);
+    }
+
+    #[test]
+    fn truncated_by_copy_range_still_parses() {
+        let b = PacketBuilder::ipv4([192, 0, 2, 10], [198, 51, 100, 25], 64).tcp(1, 25, 1, 1);
+        let mut out = Vec::new();
+        b.write(&mut out, &[0u8; 1400]).unwrap();
+        // The kernel copied only 64 bytes; total_len still says 1440.
+        let p = parse(&out[..64]).unwrap();
+        assert_eq!(p.ports.unwrap().dst, 25);
+        // Only the first 4 bytes of TCP are needed.
+        assert_eq!(parse(&out[..24]).unwrap().ports.unwrap().dst, 25);
+    }
+
+    #[test]
+    fn every_truncation_is_handled() {
+        let v4 = tcp4([192, 0, 2, 10], [198, 51, 100, 25], 25);
+        for n in 0..v4.len() {
+            let r = parse(&v4[..n]);
+            match n {
+                0 => assert_eq!(r, Err(Malformed::NotIp)),
+                1..=19 => assert_eq!(r, Err(Malformed::IpHeader), "len {n}"),
+                20..=23 => assert_eq!(r, Err(Malformed::TransportTruncated), "len {n}"),
+                _ => assert!(r.is_ok(), "len {n}"),
+            }
+        }
+        let v6 = tcp6(V6_SRC, V6_DST, 25);
+        for n in 1..v6.len() {
+            let r = parse(&v6[..n]);
+            match n {
+                1..=39 => assert_eq!(r, Err(Malformed::IpHeader), "len {n}"),
+                40..=43 => assert_eq!(r, Err(Malformed::TransportTruncated), "len {n}"),
+                _ => assert!(r.is_ok(), "len {n}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_ihl_and_version() {
+        let mut p = tcp4([192, 0, 2, 10], [198, 51, 100, 25], 25);
+        p[0] = 0x44; // IHL 4 < 5
+        assert_eq!(parse(&p), Err(Malformed::IpHeader));
+        p[0] = 0x4f; // IHL 15: 60 bytes, past the 40-byte packet
+        assert_eq!(parse(&p), Err(Malformed::IpHeader));
+        p[0] = 0x55;
+        assert_eq!(parse(&p), Err(Malformed::NotIp));
+        assert_eq!(parse(&[]), Err(Malformed::NotIp));
+    }
+
+    #[test]
+    fn total_length_smaller_than_header() {
+        let mut p = tcp4([192, 0, 2, 10], [198, 51, 100, 25], 25);
+        p[2..4].copy_from_slice(&12u16.to_be_bytes());
+        assert_eq!(parse(&p), Err(Malformed::IpHeader));
+    }
+
+    #[test]
+    fn total_length_shorter_than_packet_cuts_transport() {
+        // total_len says 22: only two bytes of TCP belong to the packet.
+        let mut p = tcp4([192, 0, 2, 10], [198, 51, 100, 25], 25);
+        p[2..4].copy_from_slice(&22u16.to_be_bytes());
+        assert_eq!(parse(&p), Err(Malformed::TransportTruncated));
+    }
+
+    fn ipv6_with_ext(exts: &[(u8, Vec<u8>)], dport: u16) -> Vec<u8> {
+        // Fixed header, then the given extension headers in order, then TCP.
+        let tcp = &tcp6(V6_SRC, V6_DST, dport)[40..];
+        let mut body = Vec::new();
+        for (i, (_, ext)) in exts.iter().enumerate() {
+            let next = exts.get(i + 1).map_or(6, |(t, _)| *t);
+            let mut e = ext.clone();
+            e[0] = next;
+            body.extend_from_slice(&e);
+        }
+        body.extend_from_slice(tcp);
+        let mut out = vec![0x60, 0, 0, 0];
+        out.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        out.push(exts.first().map_or(6, |(t, _)| *t));
+        out.push(64);
+        out.extend_from_slice(&V6_SRC);
+        out.extend_from_slice(&V6_DST);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn opts8() -> Vec<u8> {
+        // next, hdr-ext-len 0, PadN of 4 bytes
+        vec![0, 0, 1, 4, 0, 0, 0, 0]
+    }
+
+    #[test]
+    fn ipv6_extension_headers_before_tcp() {
+        let routing = vec![0, 0, 0, 0, 0, 0, 0, 0]; // type 0, segments left 0
+        let p = ipv6_with_ext(&[(0, opts8()), (43, routing), (60, opts8())], 25);
+        let parsed = parse(&p).unwrap();
+        assert_eq!(parsed.proto, 6);
+        assert_eq!(parsed.ports.unwrap().dst, 25);
+    }
+
+    #[test]
+    fn ipv6_truncated_extension_header() {
+        let p = ipv6_with_ext(&[(0, opts8()), (60, opts8())], 25);
+        assert_eq!(parse(&p[..44]), Err(Malformed::ExtensionHeader));
+    }
+
+    #[test]
+    fn ipv6_fragments() {
+        // first fragment: offset 0, M=1 — ports visible
+        let first = ipv6_with_ext(&[(44, vec![0, 0, 0, 1, 0, 0, 0, 7])], 25);
+        let p = parse(&first).unwrap();
+        assert_eq!(p.ports.unwrap().dst, 25);
+        assert!(!p.later_fragment);
+        // later fragment: offset 3 (24 bytes)
+        let later = ipv6_with_ext(&[(44, vec![0, 0, 0, 3 << 3, 0, 0, 0, 7])], 25);
+        let p = parse(&later).unwrap();
+        assert!(p.later_fragment);
+        assert_eq!(p.ports, None);
+        // offset 1 with TCP: overlapping rewrite attempt
+        let overlap = ipv6_with_ext(&[(44, vec![0, 0, 0, 1 << 3, 0, 0, 0, 7])], 25);
+        assert_eq!(parse(&overlap), Err(Malformed::OverlappingFragment));
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let mut p = tcp4([192, 0, 2, 10], [198, 51, 100, 25], 25);
+        p[6] = 0x20; // MF, offset 0: first fragment
+        assert_eq!(parse(&p).unwrap().ports.unwrap().dst, 25);
+        p[6] = 0x00;
+        p[7] = 0x05; // offset 5 (40 bytes)
+        let later = parse(&p).unwrap();
+        assert!(later.later_fragment);
+        assert_eq!(later.ports, None);
+        p[7] = 0x01;
+        assert_eq!(parse(&p), Err(Malformed::OverlappingFragment));
+    }
+
+    #[test]
+    fn udp_sctp_and_icmp() {
+        let b = PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64).udp(5353, 53);
+        let mut out = Vec::new();
+        b.write(&mut out, &[1, 2, 3]).unwrap();
+        let p = parse(&out).unwrap();
+        assert_eq!((p.proto, p.ports.unwrap().dst), (17, 53));
+
+        // SCTP: ports in the first four bytes of its common header
+        let mut sctp = out.clone();
+        sctp[9] = 132;
+        let p = parse(&sctp).unwrap();
+        assert_eq!((p.proto, p.ports.unwrap().dst), (132, 53));
+
+        let b = PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64).icmpv4_echo_request(1, 1);
+        let mut icmp = Vec::new();
+        b.write(&mut icmp, &[]).unwrap();
+        let p = parse(&icmp).unwrap();
+        assert_eq!((p.proto, p.ports), (1, None));
+    }
+}

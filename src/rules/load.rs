@@ -1,0 +1,847 @@
+//! From YAML text to a validated [`Ruleset`], reporting every problem.
+//!
+//! Contract: [`load`] either returns a `Ruleset` with no error in it, or a
+//! [`LoadError`] listing every problem found, each with its line and column
+//! and, where we can tell, what the operator probably meant. Nothing is
+//! dropped silently: an unknown key (a typo like `prots:`) is an error, not
+//! an ignored field, because an ignored `ports` would permit nothing and an
+//! ignored block would permit too much.
+//!
+//! The walk is over the position-carrying tree from [`super::yaml`], so that
+//! problems found after parsing (host bits, duplicates, conflicts) point at
+//! the exact line like syntax errors do.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ip_network::IpNetwork;
+
+use super::yaml::{self, Node, Value};
+use super::{
+    Contact, Contacts, Entry, EntryKind, Mode, PortPolicy, PortSel, Pos, Proto, Ruleset, Site,
+};
+
+/// Judged ports are indexed by a u16 slot; far more than any gate needs.
+const MAX_JUDGED_PORTS: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in the file, at a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub pos: Pos,
+    pub message: String,
+    /// What to do about it, when we can tell.
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    fn error(pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            pos,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn warning(pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            pos,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Diagnostic {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `FILE:LINE:COLUMN: error: message`, and the hint on a second line.
+    pub fn render(&self, file: &str) -> String {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut s = if self.pos.line == 0 {
+            format!("{file}: {sev}: {}", self.message)
+        } else {
+            format!("{file}:{}: {sev}: {}", self.pos, self.message)
+        };
+        if let Some(h) = &self.hint {
+            s.push_str("\n    hint: ");
+            s.push_str(h);
+        }
+        s
+    }
+}
+
+/// The file was rejected. Holds every problem found (warnings included, so
+/// the operator sees everything at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadError {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for d in &self.diagnostics {
+            if !first {
+                writeln!(f)?;
+            }
+            first = false;
+            write!(f, "{}", d.render(&self.file))?;
+        }
+        let n = self.errors().count();
+        write!(
+            f,
+            "\n{}: rejected: {n} error{}; nothing was changed",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A file that passed: the rules, and the warnings to show the operator.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub ruleset: Ruleset,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads and validates a rules file; `file` names it in messages.
+pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        file: file.clone(),
+        diagnostics: vec![Diagnostic::error(
+            Pos::default(),
+            format!("cannot read: {e}"),
+        )],
+    })?;
+    load(&text, &file)
+}
+
+/// Validates rules text; `file` names it in messages.
+pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
+    let mut cx = Cx::default();
+    match yaml::parse(text) {
+        Ok((root, problems)) => {
+            for p in problems {
+                cx.err(Diagnostic::error(p.pos, p.message));
+            }
+            cx.root(&root);
+        }
+        Err(e) => cx.err(Diagnostic::error(e.pos, e.message)),
+    }
+    if cx.diags.iter().any(|d| d.severity == Severity::Error) {
+        cx.diags.sort_by_key(|d| d.pos);
+        return Err(LoadError {
+            file: file.to_owned(),
+            diagnostics: cx.diags,
+        });
+    }
+    cx.diags.sort_by_key(|d| d.pos);
+    Ok(Loaded {
+        ruleset: cx.rules,
+        warnings: cx.diags,
+    })
+}
+
+#[derive(Default)]
+struct Cx {
+    rules: Ruleset,
+    diags: Vec<Diagnostic>,
+}
+
+/// The keys a mapping may hold, and which of them are required.
+struct Shape {
+    what: &'static str,
+    keys: &'static [&'static str],
+    required: &'static [&'static str],
+}
+
+const TOP: Shape = Shape {
+    what: "the rules file",
+    keys: &["ports", "sites"],
+    required: &["ports", "sites"],
+};
+const PORT: Shape = Shape {
+    what: "a `ports:` row",
+    keys: &["port", "proto", "mode"],
+    required: &["port"],
+};
+const SITE: Shape = Shape {
+    what: "a site",
+    keys: &["site", "contacts", "permits", "blocks"],
+    required: &["site", "contacts"],
+};
+const CONTACTS: Shape = Shape {
+    what: "`contacts`",
+    keys: &["site", "technical", "billing"],
+    required: &["site", "technical", "billing"],
+};
+const CONTACT: Shape = Shape {
+    what: "a contact",
+    keys: &["name", "position", "phone", "email"],
+    required: &["name", "phone", "email"],
+};
+const PERMIT: Shape = Shape {
+    what: "a permit",
+    keys: &["ip", "ports", "device", "domain"],
+    required: &["ip", "ports", "device"],
+};
+const BLOCK: Shape = Shape {
+    what: "a block",
+    keys: &["ip", "ports", "reason"],
+    required: &["ip", "ports", "reason"],
+};
+
+/// A mapping's fields by name, after its keys were checked against a shape.
+struct Fields<'a, 't> {
+    map: Vec<(&'a str, &'a Node<'t>)>,
+}
+
+impl<'a, 't> Fields<'a, 't> {
+    fn get(&self, key: &str) -> Option<&'a Node<'t>> {
+        self.map
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .filter(|v| !matches!(v.value, Value::Null))
+    }
+}
+
+impl Cx {
+    fn err(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    /// Checks a mapping's keys against `shape`: unknown keys, required keys
+    /// missing. Returns its fields, or `None` when `node` is not a mapping.
+    fn fields<'a, 't>(&mut self, node: &'a Node<'t>, shape: &Shape) -> Option<Fields<'a, 't>> {
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                Diagnostic::error(
+                    node.pos,
+                    format!("{} must be a mapping, found {}", shape.what, node.kind()),
+                )
+                .hint(format!("expected keys: {}", shape.keys.join(", "))),
+            );
+            return None;
+        };
+        let mut map = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let Some(key) = k.text() else {
+                self.err(Diagnostic::error(
+                    k.pos,
+                    format!("keys of {} must be names, found {}", shape.what, k.kind()),
+                ));
+                continue;
+            };
+            if shape.keys.contains(&key) {
+                map.push((key, v));
+            } else {
+                let mut d =
+                    Diagnostic::error(k.pos, format!("unknown key `{key}` in {}", shape.what));
+                d = match closest(key, shape.keys) {
+                    Some(m) => d.hint(format!("did you mean `{m}`?")),
+                    None => d.hint(format!("expected one of: {}", shape.keys.join(", "))),
+                };
+                self.err(d);
+            }
+        }
+        let fields = Fields { map };
+        for req in shape.required {
+            let present = fields.map.iter().find(|(k, _)| k == req);
+            match present {
+                None => self.err(Diagnostic::error(
+                    node.pos,
+                    format!("{} is missing required `{req}`", shape.what),
+                )),
+                Some((_, v)) if matches!(v.value, Value::Null) => self.err(Diagnostic::error(
+                    v.pos,
+                    format!("`{req}` in {} is empty; it is required", shape.what),
+                )),
+                Some(_) => {}
+            }
+        }
+        Some(fields)
+    }
+
+    fn seq<'a, 't>(&mut self, node: &'a Node<'t>, what: &str) -> &'a [Node<'t>] {
+        match &node.value {
+            Value::Seq(items) => items,
+            Value::Null => &[],
+            _ => {
+                self.err(
+                    Diagnostic::error(
+                        node.pos,
+                        format!("`{what}` must be a list, found {}", node.kind()),
+                    )
+                    .hint(format!(
+                        "write each item on its own line starting with `- ` under `{what}:`"
+                    )),
+                );
+                &[]
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node<'_>, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Scalar(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Value::Scalar(_) | Value::Null => {
+                self.err(Diagnostic::error(node.pos, format!("`{what}` is empty")));
+                None
+            }
+            _ => {
+                self.err(Diagnostic::error(
+                    node.pos,
+                    format!("`{what}` must be text, found {}", node.kind()),
+                ));
+                None
+            }
+        }
+    }
+
+    fn opt_string(&mut self, f: &Fields<'_, '_>, key: &str) -> Option<String> {
+        f.get(key).and_then(|n| self.string(n, key))
+    }
+
+    fn root(&mut self, root: &Node<'_>) {
+        if matches!(root.value, Value::Null) {
+            self.err(
+                Diagnostic::error(root.pos, "the rules file is empty")
+                    .hint("start from /usr/share/doc/portgate/examples/rules.yaml"),
+            );
+            return;
+        }
+        let Some(top) = self.fields(root, &TOP) else {
+            return;
+        };
+        if let Some(ports) = top.get("ports") {
+            self.ports(ports);
+        }
+        if let Some(sites) = top.get("sites") {
+            for site in self.seq(sites, "sites") {
+                self.site(site);
+            }
+        }
+        self.cross_check();
+    }
+
+    fn ports(&mut self, node: &Node<'_>) {
+        let items = self.seq(node, "ports");
+        if items.is_empty() && matches!(node.value, Value::Seq(_)) {
+            self.err(
+                Diagnostic::error(
+                    node.pos,
+                    "`ports` lists no port: the gate would judge nothing",
+                )
+                .hint("add at least `- {port: 25, proto: tcp, mode: enforce}`"),
+            );
+        }
+        let mut seen: HashMap<(u16, Proto), Pos> = HashMap::new();
+        for item in items {
+            let Some(f) = self.fields(item, &PORT) else {
+                continue;
+            };
+            let port = f.get("port").and_then(|n| self.port_number(n));
+            let proto = match f.get("proto") {
+                None => Some(Proto::Tcp),
+                Some(n) => self.proto(n),
+            };
+            let mode = match f.get("mode") {
+                None => Some(Mode::Enforce),
+                Some(n) => match n.text() {
+                    Some("enforce") => Some(Mode::Enforce),
+                    Some("monitor") => Some(Mode::Monitor),
+                    _ => {
+                        self.err(
+                            Diagnostic::error(n.pos, format!("unknown mode {}", n.describe()))
+                                .hint("`enforce` drops unidentified traffic; `monitor` lets it through and reports it"),
+                        );
+                        None
+                    }
+                },
+            };
+            let (Some(port), Some(proto), Some(mode)) = (port, proto, mode) else {
+                continue;
+            };
+            if let Some(first) = seen.get(&(port, proto)) {
+                self.err(Diagnostic::error(
+                    item.pos,
+                    format!("port {port}/{proto} is listed twice under `ports` (first at {first})"),
+                ));
+                continue;
+            }
+            seen.insert((port, proto), item.pos);
+            self.rules.ports.push(PortPolicy {
+                port,
+                proto,
+                mode,
+                pos: item.pos,
+            });
+        }
+        if self.rules.ports.len() > MAX_JUDGED_PORTS {
+            self.err(Diagnostic::error(
+                node.pos,
+                format!(
+                    "{} judged ports; portgate judges at most {MAX_JUDGED_PORTS}",
+                    self.rules.ports.len()
+                ),
+            ));
+        }
+    }
+
+    fn proto(&mut self, n: &Node<'_>) -> Option<Proto> {
+        match n.text() {
+            Some(s) => match s.parse() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.err(
+                        Diagnostic::error(n.pos, format!("unknown protocol {}", n.describe()))
+                            .hint("portgate judges `tcp` or `udp`"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(Diagnostic::error(
+                    n.pos,
+                    format!("`proto` must be tcp or udp, found {}", n.kind()),
+                ));
+                None
+            }
+        }
+    }
+
+    fn port_number(&mut self, n: &Node<'_>) -> Option<u16> {
+        match n.text().and_then(decimal) {
+            Some(i) => match u16::try_from(i) {
+                Ok(p) if p != 0 => Some(p),
+                _ => {
+                    self.err(
+                        Diagnostic::error(n.pos, format!("port {i} is out of range"))
+                            .hint("ports are 1 to 65535"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    Diagnostic::error(
+                        n.pos,
+                        format!("a port must be a number, found {}", n.describe()),
+                    )
+                    .hint("ports are 1 to 65535"),
+                );
+                None
+            }
+        }
+    }
+
+    /// An entry's port: `25`, or `"25/udp"` to name one protocol.
+    fn port_sel(&mut self, n: &Node<'_>) -> Option<PortSel> {
+        match n.text() {
+            Some(s) if decimal(s).is_some() => self
+                .port_number(n)
+                .map(|port| PortSel { port, proto: None }),
+            Some(s) => {
+                let parsed = s.split_once('/').and_then(|(p, proto)| {
+                    Some((
+                        p.trim().parse::<u32>().ok()?,
+                        proto.trim().parse::<Proto>().ok()?,
+                    ))
+                });
+                match parsed {
+                    Some((p, proto)) if (1..=65535).contains(&p) => Some(PortSel {
+                        port: u16::try_from(p).ok()?,
+                        proto: Some(proto),
+                    }),
+                    Some((p, _)) => {
+                        self.err(
+                            Diagnostic::error(n.pos, format!("port {p} is out of range"))
+                                .hint("ports are 1 to 65535"),
+                        );
+                        None
+                    }
+                    None => {
+                        self.err(
+                            Diagnostic::error(n.pos, format!("not a port: {}", n.describe())).hint(
+                                "write a number like 25, or 25/tcp or 53/udp to name one protocol",
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.err(Diagnostic::error(
+                    n.pos,
+                    format!("a port must be a number, found {}", n.kind()),
+                ));
+                None
+            }
+        }
+    }
+
+    fn contact(&mut self, n: &Node<'_>) -> Contact {
+        let mut c = Contact::default();
+        let Some(f) = self.fields(n, &CONTACT) else {
+            return c;
+        };
+        if let Some(v) = f.get("name") {
+            c.name = self.string(v, "name").unwrap_or_default();
+        }
+        c.position = self.opt_string(&f, "position");
+        if let Some(v) = f.get("phone") {
+            if let Some(p) = self.string(v, "phone") {
+                if !p.chars().any(|ch| ch.is_ascii_digit()) {
+                    self.err(
+                        Diagnostic::error(v.pos, format!("phone {p:?} has no digits"))
+                            .hint("write the number the support desk should call, e.g. \"+1 303 555 0100\""),
+                    );
+                }
+                c.phone = p;
+            }
+        }
+        if let Some(v) = f.get("email") {
+            if let Some(e) = self.string(v, "email") {
+                let ok = e.split_once('@').is_some_and(|(l, d)| {
+                    !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace)
+                });
+                if !ok {
+                    self.err(
+                        Diagnostic::error(v.pos, format!("email {e:?} is not an address"))
+                            .hint("write it as name@domain, e.g. noc@example.org"),
+                    );
+                }
+                c.email = e;
+            }
+        }
+        c
+    }
+
+    fn site(&mut self, node: &Node<'_>) {
+        let Some(f) = self.fields(node, &SITE) else {
+            return;
+        };
+        let name = f.get("site").and_then(|n| self.string(n, "site"));
+        let mut contacts = Contacts::default();
+        if let Some(c) = f.get("contacts") {
+            if let Some(cf) = self.fields(c, &CONTACTS) {
+                if let Some(n) = cf.get("site") {
+                    contacts.site = self.contact(n);
+                }
+                if let Some(n) = cf.get("technical") {
+                    contacts.technical = self.contact(n);
+                }
+                if let Some(n) = cf.get("billing") {
+                    contacts.billing = self.contact(n);
+                }
+            }
+        }
+        if let Some(name) = &name {
+            if let Some(other) = self.rules.sites.iter().find(|s| &s.name == name) {
+                let first = other.pos;
+                self.err(
+                    Diagnostic::error(
+                        node.pos,
+                        format!("site {name:?} is listed twice (first at {first})"),
+                    )
+                    .hint("merge the two entries' permits into one site"),
+                );
+            }
+        }
+        let site = self.rules.sites.len();
+        self.rules.sites.push(Site {
+            name: name.unwrap_or_default(),
+            contacts,
+            pos: node.pos,
+        });
+        for (key, kind, shape) in [
+            ("permits", EntryKind::Permit, &PERMIT),
+            ("blocks", EntryKind::Block, &BLOCK),
+        ] {
+            if let Some(list) = f.get(key) {
+                for item in self.seq(list, key) {
+                    self.entry(item, site, kind, shape);
+                }
+            }
+        }
+    }
+
+    fn entry(&mut self, node: &Node<'_>, site: usize, kind: EntryKind, shape: &Shape) {
+        let Some(f) = self.fields(node, shape) else {
+            return;
+        };
+        let prefix = f.get("ip").and_then(|n| self.prefix(n));
+        let mut ports = Vec::new();
+        if let Some(pn) = f.get("ports") {
+            let items = self.seq(pn, "ports");
+            if items.is_empty() && matches!(pn.value, Value::Seq(_)) {
+                self.err(Diagnostic::error(
+                    pn.pos,
+                    format!(
+                        "this {} lists no ports, so it would do nothing",
+                        kind.as_str()
+                    ),
+                ));
+            }
+            for item in items {
+                let Some(sel) = self.port_sel(item) else {
+                    continue;
+                };
+                if ports.iter().any(|p: &PortSel| {
+                    p.port == sel.port
+                        && (p.proto.is_none() || sel.proto.is_none() || p.proto == sel.proto)
+                }) {
+                    self.err(Diagnostic::error(
+                        item.pos,
+                        format!("port {sel} is listed twice in this {}", kind.as_str()),
+                    ));
+                    continue;
+                }
+                if !self
+                    .rules
+                    .ports
+                    .iter()
+                    .any(|p| sel.matches(p.port, p.proto))
+                {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            item.pos,
+                            format!("port {sel} is not listed under `ports`, so this {} has no effect on it", kind.as_str()),
+                        )
+                        .hint(format!("add `- {{port: {}, proto: tcp}}` under `ports` to judge it", sel.port)),
+                    );
+                }
+                ports.push(sel);
+            }
+        }
+        let device = match kind {
+            EntryKind::Permit => f.get("device").and_then(|n| self.string(n, "device")),
+            EntryKind::Block => None,
+        };
+        let domain = self.opt_string(&f, "domain");
+        let reason = match kind {
+            EntryKind::Block => f.get("reason").and_then(|n| self.string(n, "reason")),
+            EntryKind::Permit => None,
+        };
+        if let Some(prefix) = prefix {
+            self.rules.entries.push(Entry {
+                site,
+                kind,
+                prefix,
+                ports,
+                device,
+                domain,
+                reason,
+                pos: node.pos,
+            });
+        }
+    }
+
+    fn prefix(&mut self, n: &Node<'_>) -> Option<IpNetwork> {
+        let text = match n.text() {
+            Some(s) => s.trim(),
+            _ => {
+                self.err(
+                    Diagnostic::error(
+                        n.pos,
+                        format!("`ip` must be an address or prefix, found {}", n.describe()),
+                    )
+                    .hint("write 192.0.2.10, 192.0.2.0/28 or 2001:db8:10::/48"),
+                );
+                return None;
+            }
+        };
+        let (addr_text, len_text) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let Ok(addr) = addr_text.parse::<IpAddr>() else {
+            self.err(
+                Diagnostic::error(n.pos, format!("not an IP address: {addr_text:?}"))
+                    .hint("write 192.0.2.10, 192.0.2.0/28 or 2001:db8:10::/48 (no leading zeros, no zone)"),
+            );
+            return None;
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len_text {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(l) if l <= max => l,
+                _ => {
+                    self.err(
+                        Diagnostic::error(n.pos, format!("bad prefix length {l:?} in {text:?}"))
+                            .hint(format!(
+                                "an {} prefix length is 0 to {max}",
+                                if max == 32 { "IPv4" } else { "IPv6" }
+                            )),
+                    );
+                    return None;
+                }
+            },
+        };
+        if let IpAddr::V6(v6) = addr {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                let v4len = len.saturating_sub(96);
+                let hint = if len >= 96 {
+                    format!("write the IPv4 prefix {v4}/{v4len} instead")
+                } else {
+                    "write IPv4 prefixes as IPv4".to_owned()
+                };
+                self.err(
+                    Diagnostic::error(
+                        n.pos,
+                        format!("{text} is an IPv4-mapped IPv6 prefix; portgate refuses it so it can never widen into an IPv4 range"),
+                    )
+                    .hint(hint),
+                );
+                return None;
+            }
+        }
+        match IpNetwork::new(addr, len) {
+            Ok(net) => {
+                if len == 0 {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            n.pos,
+                            format!(
+                                "{text} covers every {} address",
+                                if max == 32 { "IPv4" } else { "IPv6" }
+                            ),
+                        )
+                        .hint("make sure this is meant"),
+                    );
+                }
+                Some(net)
+            }
+            Err(_) => {
+                let net = IpNetwork::new_truncate(addr, len).ok()?;
+                self.err(
+                    Diagnostic::error(n.pos, format!("{text} has host bits set")).hint(format!(
+                        "did you mean the network {net}, or the single host {addr}?"
+                    )),
+                );
+                None
+            }
+        }
+    }
+
+    /// Problems between entries: the same prefix and port listed twice, or
+    /// both permitted and blocked.
+    fn cross_check(&mut self) {
+        let mut seen: HashMap<(IpNetwork, u16, Proto), usize> = HashMap::new();
+        let mut found = Vec::new();
+        for (i, e) in self.rules.entries.iter().enumerate() {
+            for sel in &e.ports {
+                for proto in Proto::ALL {
+                    if sel.proto.is_some_and(|p| p != proto) {
+                        continue;
+                    }
+                    match seen.get(&(e.prefix, sel.port, proto)) {
+                        Some(&j) => {
+                            found.push((i, j, sel.port, proto));
+                            break;
+                        }
+                        None => {
+                            seen.insert((e.prefix, sel.port, proto), i);
+                        }
+                    }
+                }
+            }
+        }
+        for (i, j, port, proto) in found {
+            let (e, first) = (&self.rules.entries[i], &self.rules.entries[j]);
+            let first_site = &self.rules.sites[first.site].name;
+            let what = if e.kind == first.kind {
+                format!(
+                    "entry repeated: {} port {port}/{proto} is already {} at {} (site {first_site:?})",
+                    e.prefix,
+                    past(first.kind),
+                    first.pos
+                )
+            } else {
+                format!(
+                    "{} port {port}/{proto} is {} here but {} at {} (site {first_site:?})",
+                    e.prefix,
+                    past(e.kind),
+                    past(first.kind),
+                    first.pos
+                )
+            };
+            let hint = if e.kind == first.kind {
+                "keep one of the two entries"
+            } else {
+                "an address is either permitted or blocked on a port; to carve a host out of a permitted range, block the narrower prefix"
+            };
+            self.diags.push(Diagnostic::error(e.pos, what).hint(hint));
+        }
+    }
+}
+
+/// A decimal number, as YAML writes one plainly: digits only (no sign, no
+/// octal or hex, no underscores). Saturates, so huge numbers report as out
+/// of range rather than as "not a number".
+fn decimal(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+fn past(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::Permit => "permitted",
+        EntryKind::Block => "blocked",
+    }
+}
+
+/// The expected key nearest to a typo, if it is near enough to be a guess.
+fn closest<'k>(typo: &str, keys: &[&'k str]) -> Option<&'k str> {
+    keys.iter()
+        .map(|k| (edit_distance(typo, k), *k))
+        .filter(|(d, k)| *d <= 2 && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
