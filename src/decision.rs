@@ -149,3 +149,258 @@ pub fn unidentified(mode: Mode, why: Unidentified) -> Decision {
         Mode::Monitor => Decision::Accept(Accept::Monitored(why)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::load;
+    use etherparse::PacketBuilder;
+
+    const RULES: &str = r#"
+ports:
+  - {port: 25, proto: tcp, mode: enforce}
+  - {port: 587, proto: tcp, mode: monitor}
+  - {port: 53, proto: udp, mode: enforce}
+sites:
+  - site: Courthouse
+    contacts:
+      site:      {name: A, phone: "1", email: a@example.org}
+      technical: {name: B, phone: "2", email: b@example.org}
+      billing:   {name: C, phone: "3", email: c@example.org}
+    permits:
+      - {ip: 192.0.2.0/24, ports: [25], device: LAN}
+      - {ip: 192.0.2.128/25, ports: [587], device: Upper half on submission}
+      - {ip: 192.0.2.130, ports: [25], device: Re-permitted inside the block}
+      - {ip: 198.51.100.25, ports: [25, 587], device: Inbound mail server}
+      - {ip: 2001:db8:10::/48, ports: [25], device: v6 servers}
+      - {ip: 203.0.113.53, ports: ["53/udp"], device: Resolver}
+    blocks:
+      - {ip: 192.0.2.128/29, ports: [25], reason: infected lab}
+      - {ip: 2001:db8:10:bad::/64, ports: [25], reason: infected subnet}
+"#;
+
+    fn table() -> Table {
+        Table::compile(&load(RULES, "t").unwrap().ruleset)
+    }
+
+    fn v4(s: &str) -> Addr {
+        Addr::V4(s.parse::<std::net::Ipv4Addr>().unwrap().into())
+    }
+
+    fn v6(s: &str) -> Addr {
+        Addr::V6(s.parse::<std::net::Ipv6Addr>().unwrap().into())
+    }
+
+    fn tcp_to(src: Addr, dst: Addr, port: u16) -> Vec<u8> {
+        let b = match (src, dst) {
+            (Addr::V4(s), Addr::V4(d)) => {
+                PacketBuilder::ipv4(s.to_be_bytes(), d.to_be_bytes(), 64).tcp(40000, port, 1, 1)
+            }
+            (Addr::V6(s), Addr::V6(d)) => {
+                PacketBuilder::ipv6(s.to_be_bytes(), d.to_be_bytes(), 64).tcp(40000, port, 1, 1)
+            }
+            _ => unreachable!(),
+        };
+        let mut out = Vec::new();
+        b.syn().write(&mut out, &[]).unwrap();
+        out
+    }
+
+    fn decide_tcp(t: &Table, src: Addr, dst: Addr, port: u16) -> Decision {
+        decide(t, &tcp_to(src, dst, port)).decision
+    }
+
+    const OUT: &str = "203.0.113.99";
+
+    #[test]
+    fn most_specific_entry_wins() {
+        let t = table();
+        let out = v4(OUT);
+        // /24 permit
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.7"), out, 25),
+            Decision::Accept(Accept::SourcePermit)
+        );
+        // /29 block inside it
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.129"), out, 25),
+            Decision::Drop(Drop::Unidentified(Unidentified::Blocked))
+        );
+        // /32 permit inside the block
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.130"), out, 25),
+            Decision::Accept(Accept::SourcePermit)
+        );
+        // just past the block: the /24 again
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.136"), out, 25),
+            Decision::Accept(Accept::SourcePermit)
+        );
+        // outside everything
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.3.1"), out, 25),
+            Decision::Drop(Drop::Unidentified(Unidentified::NoEntry))
+        );
+    }
+
+    #[test]
+    fn entries_decide_only_the_ports_they_list() {
+        let t = table();
+        let out = v4(OUT);
+        // The /29 block lists only 25: on 587 the /25 permit decides.
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.129"), out, 587),
+            Decision::Accept(Accept::SourcePermit)
+        );
+        // The /24 permit lists only 25: on 587 the lower half is unidentified
+        // (monitor mode: let through, reported).
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.1"), out, 587),
+            Decision::Accept(Accept::Monitored(Unidentified::NoEntry))
+        );
+    }
+
+    #[test]
+    fn inbound_to_a_permitted_server() {
+        let t = table();
+        assert_eq!(
+            decide_tcp(&t, v4(OUT), v4("198.51.100.25"), 25),
+            Decision::Accept(Accept::DestinationPermit)
+        );
+        // A blocked source reaching a permitted server is accepted: the
+        // destination's permit decides (the rule is "source or destination").
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.129"), v4("198.51.100.25"), 25),
+            Decision::Accept(Accept::DestinationPermit)
+        );
+    }
+
+    #[test]
+    fn ipv6() {
+        let t = table();
+        let out = v6("2001:db8:203::25");
+        assert_eq!(
+            decide_tcp(&t, v6("2001:db8:10::1"), out, 25),
+            Decision::Accept(Accept::SourcePermit)
+        );
+        assert_eq!(
+            decide_tcp(&t, v6("2001:db8:10:bad::1"), out, 25),
+            Decision::Drop(Drop::Unidentified(Unidentified::Blocked))
+        );
+        assert_eq!(
+            decide_tcp(&t, v6("2001:db8:11::1"), out, 25),
+            Decision::Drop(Drop::Unidentified(Unidentified::NoEntry))
+        );
+        // An IPv4-mapped source never matches IPv4 permits.
+        assert_eq!(
+            decide_tcp(&t, v6("::ffff:192.0.2.7"), out, 25),
+            Decision::Drop(Drop::Unidentified(Unidentified::NoEntry))
+        );
+    }
+
+    #[test]
+    fn monitor_mode_accepts_and_reports() {
+        let t = table();
+        let d = decide_tcp(&t, v4("192.0.3.1"), v4(OUT), 587);
+        assert_eq!(
+            d,
+            Decision::Accept(Accept::Monitored(Unidentified::NoEntry))
+        );
+        assert!(d.is_accept());
+        assert_eq!(d.unidentified(), Some(Unidentified::NoEntry));
+    }
+
+    #[test]
+    fn unjudged_ports_protocols_and_fragments_pass() {
+        let t = table();
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.3.1"), v4(OUT), 80),
+            Decision::Accept(Accept::Unjudged)
+        );
+        // 53 is judged for UDP only.
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.3.1"), v4(OUT), 53),
+            Decision::Accept(Accept::Unjudged)
+        );
+        let udp = |src: &str, dst: &str| {
+            let b = PacketBuilder::ipv4(
+                src.parse::<std::net::Ipv4Addr>().unwrap().octets(),
+                dst.parse::<std::net::Ipv4Addr>().unwrap().octets(),
+                64,
+            )
+            .udp(5353, 53);
+            let mut out = Vec::new();
+            b.write(&mut out, &[0; 12]).unwrap();
+            decide(&t, &out).decision
+        };
+        assert_eq!(
+            udp("192.0.3.1", "203.0.113.53"),
+            Decision::Accept(Accept::DestinationPermit)
+        );
+        assert_eq!(
+            udp("192.0.3.1", "203.0.113.54"),
+            Decision::Drop(Drop::Unidentified(Unidentified::NoEntry))
+        );
+        let mut frag = tcp_to(v4("192.0.3.1"), v4(OUT), 25);
+        frag[7] = 4; // offset 32 bytes: a later fragment
+        assert_eq!(
+            decide(&t, &frag).decision,
+            Decision::Accept(Accept::LaterFragment)
+        );
+    }
+
+    #[test]
+    fn malformed_is_dropped() {
+        let t = table();
+        let p = tcp_to(v4("192.0.2.7"), v4(OUT), 25);
+        let v = decide(&t, &p[..22]);
+        assert_eq!(
+            v.decision,
+            Decision::Drop(Drop::Malformed(Malformed::TransportTruncated))
+        );
+        assert_eq!(v.packet, None);
+        assert_eq!(
+            decide(&t, &[]).decision,
+            Decision::Drop(Drop::Malformed(Malformed::NotIp))
+        );
+    }
+
+    #[test]
+    fn empty_rules_drop_everything_judged() {
+        let t = Table::compile(
+            &load("ports:\n  - port: 25\nsites: []\n", "t")
+                .unwrap()
+                .ruleset,
+        );
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.7"), v4(OUT), 25),
+            Decision::Drop(Drop::Unidentified(Unidentified::NoEntry))
+        );
+        assert_eq!(
+            decide_tcp(&t, v4("192.0.2.7"), v4(OUT), 26),
+            Decision::Accept(Accept::Unjudged)
+        );
+    }
+
+    #[test]
+    fn many_judged_ports_span_several_words() {
+        // 130 judged ports: answer rows are three u64 words wide.
+        let mut text = String::from("ports:\n");
+        for p in 1000..1130 {
+            text.push_str(&format!("  - port: {p}\n"));
+        }
+        text.push_str("sites:\n  - site: S\n    contacts:\n      site: {name: A, phone: \"1\", email: a@example.org}\n      technical: {name: A, phone: \"1\", email: a@example.org}\n      billing: {name: A, phone: \"1\", email: a@example.org}\n    permits:\n      - {ip: 192.0.2.0/24, ports: [1129, 1064, 1000], device: d}\n    blocks:\n      - {ip: 192.0.2.1, ports: [1129], reason: r}\n");
+        let t = Table::compile(&load(&text, "t").unwrap().ruleset);
+        let src = v4("192.0.2.9");
+        for p in 1000..1130 {
+            let expect = matches!(p, 1129 | 1064 | 1000);
+            assert_eq!(
+                decide_tcp(&t, src, v4(OUT), p).is_accept(),
+                expect,
+                "port {p}"
+            );
+        }
+        assert!(!decide_tcp(&t, v4("192.0.2.1"), v4(OUT), 1129).is_accept());
+        assert!(decide_tcp(&t, v4("192.0.2.1"), v4(OUT), 1064).is_accept());
+    }
+}

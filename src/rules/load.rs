@@ -845,3 +845,387 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTACTS: &str = r#"    contacts:
+      site:      {name: A, phone: "+1 303 555 0100", email: a@example.org}
+      technical: {name: B, phone: "+1 303 555 0101", email: b@example.org}
+      billing:   {name: C, phone: "+1 303 555 0102", email: c@example.org}
+"#;
+
+    /// A file with one site whose permits/blocks section is `body`.
+    fn file(ports: &str, body: &str) -> String {
+        format!("ports:\n{ports}sites:\n  - site: S\n{CONTACTS}{body}")
+    }
+
+    fn smtp(body: &str) -> String {
+        file("  - {port: 25, proto: tcp, mode: enforce}\n", body)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match load(text, "r.yaml") {
+            Ok(l) => panic!("expected errors, got {:?}", l.ruleset.summary()),
+            Err(e) => e.errors().map(|d| d.render("r.yaml")).collect(),
+        }
+    }
+
+    fn one_error(text: &str) -> String {
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn example_file_loads() {
+        let text = include_str!("../../rules/example.yaml");
+        let l = load(text, "example.yaml").unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let s = l.ruleset.summary();
+        assert_eq!((s.sites, s.permits, s.blocks, s.ports), (2, 4, 1, 2));
+        let e = &l.ruleset.entries[0];
+        assert_eq!(e.prefix.to_string(), "192.0.2.10/32");
+        assert_eq!(e.device.as_deref(), Some("Mail relay (Postfix)"));
+        assert_eq!(e.domain.as_deref(), Some("mail.example.org"));
+        assert_eq!(
+            e.pos,
+            Pos {
+                line: 33,
+                column: 9
+            }
+        );
+        let c = &l.ruleset.sites[0].contacts.technical;
+        assert_eq!(c.email, "noc@example.org");
+        assert_eq!(c.position.as_deref(), Some("Network admin"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_a_guess() {
+        let e = errors(&smtp(
+            "    permits:\n      - ip: 192.0.2.10\n        prots: [25]\n        device: D\n",
+        ));
+        // The typo, at its own line and column, and the key it left missing:
+        // a typo never silently permits nothing.
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with("r.yaml:10:9: error: a permit is missing required `ports`"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with("r.yaml:11:9: error: unknown key `prots` in a permit"),
+            "{}",
+            e[1]
+        );
+        assert!(e[1].contains("did you mean `ports`?"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let e = errors(&smtp(
+            "    permits:\n      - ip: 192.0.2.5/24\n        ports: [25]\n        device: D\n      - ip: 192.0.2.300\n        ports: [70000]\n        device: D\n    blokcs: []\n",
+        ));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e[0].starts_with("r.yaml:10:13: error: 192.0.2.5/24 has host bits set"));
+        assert!(
+            e[0].contains("did you mean the network 192.0.2.0/24, or the single host 192.0.2.5?")
+        );
+        assert!(e[1].starts_with("r.yaml:13:13: error: not an IP address: \"192.0.2.300\""));
+        assert!(e[2].starts_with("r.yaml:14:17: error: port 70000 is out of range"));
+        assert!(e[3].starts_with("r.yaml:16:5: error: unknown key `blokcs` in a site"));
+        assert!(e[3].contains("did you mean `blocks`?"));
+    }
+
+    #[test]
+    fn missing_required_contact_fields() {
+        let text = "ports:\n  - port: 25\nsites:\n  - site: S\n    contacts:\n      site: {name: A, phone: \"1\"}\n      technical: {name: B, phone: \"\", email: b@example.org}\n      billing: {phone: \"2\", email: c@example.org}\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(e[0].starts_with("r.yaml:6:13: error: a contact is missing required `email`"));
+        assert!(e[1].starts_with("r.yaml:7:35: error: `phone` is empty"));
+        assert!(e[2].starts_with("r.yaml:8:16: error: a contact is missing required `name`"));
+    }
+
+    #[test]
+    fn missing_contacts_and_bad_email() {
+        let e = errors(
+            "ports:\n  - port: 25\nsites:\n  - site: S\n    permits: []\n  - site: T\n    contacts:\n      site: {name: A, phone: \"1\", email: nobody}\n      technical: {name: B, phone: \"x\", email: b@example.org}\n",
+        );
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e[0].starts_with("r.yaml:4:5: error: a site is missing required `contacts`"));
+        assert!(e[1].starts_with("r.yaml:8:7: error: `contacts` is missing required `billing`"));
+        assert!(e[2].contains("email \"nobody\" is not an address"));
+        assert!(e[3].contains("phone \"x\" has no digits"));
+    }
+
+    #[test]
+    fn ports_out_of_range_and_not_numbers() {
+        let e = errors(&file(
+            "  - port: 0\n  - port: 65536\n  - port: smtp\n  - port: 25\n    proto: sctp\n  - port: 26\n    mode: audit\n",
+            "",
+        ));
+        assert_eq!(e.len(), 5, "{e:#?}");
+        assert!(e[0].contains("port 0 is out of range"));
+        assert!(e[1].contains("port 65536 is out of range"));
+        assert!(e[2].contains("a port must be a number, found \"smtp\""));
+        assert!(e[3].contains("unknown protocol \"sctp\""));
+        assert!(e[4].contains("unknown mode \"audit\""));
+    }
+
+    #[test]
+    fn judged_port_listed_twice() {
+        let e = one_error(&file(
+            "  - port: 25\n  - {port: 25, proto: tcp}\n  - {port: 25, proto: udp}\n",
+            "",
+        ));
+        assert!(
+            e.starts_with(
+                "r.yaml:3:5: error: port 25/tcp is listed twice under `ports` (first at 2:5)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn repeated_entry_and_conflict() {
+        let e = errors(&smtp(
+            "    permits:\n      - {ip: 192.0.2.10, ports: [25], device: A}\n      - {ip: 192.0.2.10/32, ports: [25], device: B}\n    blocks:\n      - {ip: 192.0.2.10, ports: [25], reason: r}\n",
+        ));
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(e[0].starts_with("r.yaml:11:9: error: entry repeated: 192.0.2.10/32 port 25/tcp is already permitted at 10:9 (site \"S\")"), "{}", e[0]);
+        assert!(e[1].starts_with("r.yaml:13:9: error: 192.0.2.10/32 port 25/tcp is blocked here but permitted at 10:9"), "{}", e[1]);
+    }
+
+    #[test]
+    fn repeated_across_sites_and_duplicate_site() {
+        let text = format!(
+            "ports:\n  - port: 25\nsites:\n  - site: S\n{CONTACTS}    permits:\n      - {{ip: 2001:db8::/32, ports: [25], device: A}}\n  - site: S\n{CONTACTS}    permits:\n      - {{ip: 2001:db8:0::/32, ports: [25], device: B}}\n"
+        );
+        let e = errors(&text);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(e[0].contains("site \"S\" is listed twice (first at 4:5)"));
+        assert!(
+            e[1].contains("entry repeated: 2001:db8::/32 port 25/tcp is already permitted at 10:9")
+        );
+    }
+
+    #[test]
+    fn same_prefix_on_different_ports_is_fine() {
+        let l = load(
+            &file(
+                "  - port: 25\n  - port: 587\n",
+                "    permits:\n      - {ip: 192.0.2.10, ports: [25], device: A}\n      - {ip: 192.0.2.10, ports: [587], device: B}\n",
+            ),
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(l.ruleset.permits(), 2);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_refused() {
+        for (ip, hint) in [
+            (
+                "::ffff:192.0.2.10",
+                "write the IPv4 prefix 192.0.2.10/32 instead",
+            ),
+            ("::ffff:0:0/96", "write the IPv4 prefix 0.0.0.0/0 instead"),
+            (
+                "::ffff:c000:200/120",
+                "write the IPv4 prefix 192.0.2.0/24 instead",
+            ),
+        ] {
+            let e = one_error(&smtp(&format!(
+                "    permits:\n      - {{ip: \"{ip}\", ports: [25], device: A}}\n"
+            )));
+            assert!(e.contains("is an IPv4-mapped IPv6 prefix"), "{e}");
+            assert!(e.contains(hint), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_addresses_and_lengths() {
+        for (ip, msg) in [
+            ("192.0.2.1/33", "bad prefix length \"33\""),
+            ("2001:db8::/129", "bad prefix length \"129\""),
+            ("192.0.2.0/", "bad prefix length \"\""),
+            ("192.000.002.010", "not an IP address"),
+            ("fe80::1%eth0", "not an IP address"),
+            ("mail.example.org", "not an IP address"),
+            ("2001:db8::1/64", "has host bits set"),
+        ] {
+            let e = one_error(&smtp(&format!(
+                "    permits:\n      - {{ip: \"{ip}\", ports: [25], device: A}}\n"
+            )));
+            assert!(e.contains(msg), "{ip}: {e}");
+        }
+    }
+
+    #[test]
+    fn entry_ports() {
+        let l = load(
+            &file(
+                "  - {port: 53, proto: udp}\n  - {port: 53, proto: tcp}\n",
+                "    permits:\n      - {ip: 192.0.2.53, ports: [\"53/udp\"], device: Resolver}\n",
+            ),
+            "r.yaml",
+        )
+        .unwrap();
+        let e = &l.ruleset.entries[0];
+        assert!(e.lists(53, Proto::Udp));
+        assert!(!e.lists(53, Proto::Tcp));
+
+        let e = errors(&smtp(
+            "    permits:\n      - {ip: 192.0.2.1, ports: [], device: A}\n      - {ip: 192.0.2.2, ports: [25, 25], device: A}\n      - {ip: 192.0.2.3, ports: [\"25/icmp\"], device: A}\n      - {ip: 192.0.2.4, ports: 25, device: A}\n",
+        ));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e[0].contains("lists no ports"));
+        assert!(e[1].contains("port 25 is listed twice in this permit"));
+        assert!(e[2].contains("not a port: \"25/icmp\""));
+        assert!(e[3].contains("`ports` must be a list"));
+    }
+
+    #[test]
+    fn unjudged_entry_port_is_a_warning() {
+        let l = load(
+            &smtp("    permits:\n      - {ip: 192.0.2.1, ports: [25, 587], device: A}\n"),
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        assert!(l.warnings[0].render("r.yaml").starts_with(
+            "r.yaml:10:37: warning: port 587 is not listed under `ports`, so this permit has no effect on it"
+        ));
+    }
+
+    #[test]
+    fn blocks_need_a_reason_and_permits_a_device() {
+        let e = errors(&smtp(
+            "    permits:\n      - {ip: 192.0.2.1, ports: [25]}\n    blocks:\n      - {ip: 192.0.2.2, ports: [25]}\n",
+        ));
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(e[0].contains("a permit is missing required `device`"));
+        assert!(e[1].contains("a block is missing required `reason`"));
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let e = one_error("ports:\n  - port: 25\n   bad: indent\nsites: []\n");
+        assert!(e.starts_with("r.yaml:3:"), "{e}");
+        assert!(e.contains("YAML syntax"), "{e}");
+        let e = one_error("ports: [25\nsites: []\n");
+        assert!(e.contains("YAML syntax"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_aliases_anchors_tags() {
+        let e = errors("ports:\n  - port: 25\n    port: 26\nsites: []\n");
+        assert!(
+            e[0].starts_with("r.yaml:3:5: error: duplicate key \"port\" (first at 2:5)"),
+            "{e:#?}"
+        );
+        let e = one_error("ports:\n  - &p {port: 25}\nsites: []\n");
+        assert!(e.contains("anchors"), "{e}");
+        let e = one_error("ports:\n  - port: 25\nsites:\n  - site: S\n    contacts: *c\n");
+        assert!(e.starts_with("r.yaml:5:15: error: YAML syntax"), "{e}");
+        let e = one_error(
+            "ports:\n  - port: 25\nsites:\n  - site: S\n    contacts: &c {}\n  - site: T\n    contacts: *c\n",
+        );
+        assert!(e.contains("anchors"), "{e}");
+        let e = one_error("ports:\n  - port: !!str 25\nsites: []\n");
+        assert!(e.contains("tags"), "{e}");
+    }
+
+    #[test]
+    fn hostile_nesting_is_an_error_not_a_crash() {
+        let deep = format!(
+            "ports: {}{}\nsites: []\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let e = one_error(&deep);
+        assert!(e.contains("recursion limit exceeded"), "{e}");
+        // Block nesting is capped by our own depth limit.
+        let mut block = String::from("ports:\n");
+        for depth in 0..100 {
+            block.push_str(&" ".repeat(depth * 2 + 2));
+            block.push_str("- \n");
+        }
+        assert!(one_error(&block).contains("nesting deeper than 64 levels"));
+    }
+
+    #[test]
+    fn empty_and_wrong_top_level() {
+        assert!(one_error("").contains("the rules file is empty"));
+        assert!(one_error("# only a comment\n").contains("the rules file is empty"));
+        assert!(one_error("- 1\n").contains("the rules file must be a mapping, found a list"));
+        let e = errors("ports: []\nsites: []\nextra: 1\n");
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(e[0].contains("`ports` lists no port"));
+        assert!(e[1].contains("unknown key `extra`"));
+        let e = one_error("sites: []\n");
+        assert!(
+            e.starts_with("r.yaml:1:1: error: the rules file is missing required `ports`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_empty_template_passes() {
+        let l = load(
+            "ports:\n  - {port: 25, proto: tcp, mode: enforce}\nsites: []\n",
+            "r",
+        )
+        .unwrap();
+        assert_eq!(l.ruleset.permits(), 0);
+    }
+
+    #[test]
+    fn strings_stay_strings() {
+        // YAML 1.1 would read `no` as false and 0777 as octal; we read text.
+        let l = load(
+            &file(
+                "  - port: 25\n",
+                "    permits:\n      - {ip: 192.0.2.1, ports: [25], device: no, domain: 0777}\n",
+            ),
+            "r",
+        )
+        .unwrap();
+        let e = &l.ruleset.entries[0];
+        assert_eq!(e.device.as_deref(), Some("no"));
+        assert_eq!(e.domain.as_deref(), Some("0777"));
+    }
+
+    #[test]
+    fn whole_network_is_a_warning() {
+        let l = load(
+            &smtp("    permits:\n      - {ip: 0.0.0.0/0, ports: [25], device: everything}\n"),
+            "r",
+        )
+        .unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        assert!(l.warnings[0].message.contains("covers every IPv4 address"));
+    }
+
+    #[test]
+    fn rendering() {
+        let err = load("ports: []\nsites: []\n", "/etc/portgate/rules.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("/etc/portgate/rules.yaml:1:8: error: `ports` lists no port"),
+            "{text}"
+        );
+        assert!(text.contains("\n    hint: add at least"));
+        assert!(text.ends_with("rejected: 1 error; nothing was changed"));
+    }
+
+    #[test]
+    fn edit_distance_guesses() {
+        assert_eq!(closest("prots", PERMIT.keys), Some("ports"));
+        assert_eq!(closest("devcie", PERMIT.keys), Some("device"));
+        assert_eq!(closest("xyz", PERMIT.keys), None);
+        assert_eq!(closest("ip", BLOCK.keys), Some("ip"));
+    }
+}
