@@ -22,43 +22,43 @@ site=$name-site gw=$name-gw net=$name-net
 # veth names are limited to 15 characters: keep NAME short.
 a=${name}s b=${name}n
 
-nsx() { ip netns exec "$1" "${@:2}"; }
+on() { ip netns exec "$1" "${@:2}"; }
 
 up() {
     for ns in "$site" "$gw" "$net"; do
         ip netns add "$ns"
-        nsx "$ns" ip link set lo up
+        on "$ns" ip link set lo up
     done
     ip link add "$a" netns "$site" type veth peer name "${a}g" netns "$gw"
     ip link add "$b" netns "$net" type veth peer name "${b}g" netns "$gw"
 
-    nsx "$gw" sysctl -qw net.ipv4.ip_forward=1
-    nsx "$gw" sysctl -qw net.ipv6.conf.all.forwarding=1
-    nsx "$gw" ip addr add 192.0.2.1/24 dev "${a}g"
-    nsx "$gw" ip addr add 2001:db8:10::1/64 dev "${a}g" nodad
-    nsx "$gw" ip addr add 2001:db8:99::1/64 dev "${a}g" nodad
-    nsx "$gw" ip addr add 203.0.113.1/24 dev "${b}g"
-    nsx "$gw" ip addr add 2001:db8:203::1/64 dev "${b}g" nodad
-    nsx "$gw" ip link set "${a}g" up
-    nsx "$gw" ip link set "${b}g" up
+    on "$gw" sysctl -qw net.ipv4.ip_forward=1
+    on "$gw" sysctl -qw net.ipv6.conf.all.forwarding=1
+    on "$gw" ip addr add 192.0.2.1/24 dev "${a}g"
+    on "$gw" ip addr add 2001:db8:10::1/64 dev "${a}g" nodad
+    on "$gw" ip addr add 2001:db8:99::1/64 dev "${a}g" nodad
+    on "$gw" ip addr add 203.0.113.1/24 dev "${b}g"
+    on "$gw" ip addr add 2001:db8:203::1/64 dev "${b}g" nodad
+    on "$gw" ip link set "${a}g" up
+    on "$gw" ip link set "${b}g" up
 
     for ip4 in 192.0.2.10 192.0.2.5 192.0.2.13 192.0.2.50; do
-        nsx "$site" ip addr add "$ip4/24" dev "$a"
+        on "$site" ip addr add "$ip4/24" dev "$a"
     done
-    nsx "$site" ip addr add 2001:db8:10::25/64 dev "$a" nodad
-    nsx "$site" ip addr add 2001:db8:99::50/64 dev "$a" nodad
-    nsx "$site" ip link set "$a" up
-    nsx "$site" ip route add default via 192.0.2.1
-    nsx "$site" ip -6 route add default via 2001:db8:10::1
+    on "$site" ip addr add 2001:db8:10::25/64 dev "$a" nodad
+    on "$site" ip addr add 2001:db8:99::50/64 dev "$a" nodad
+    on "$site" ip link set "$a" up
+    on "$site" ip route add default via 192.0.2.1
+    on "$site" ip -6 route add default via 2001:db8:10::1
 
     for ip4 in 203.0.113.25 203.0.113.7; do
-        nsx "$net" ip addr add "$ip4/24" dev "$b"
+        on "$net" ip addr add "$ip4/24" dev "$b"
     done
-    nsx "$net" ip addr add 2001:db8:203::25/64 dev "$b" nodad
-    nsx "$net" ip addr add 2001:db8:203::7/64 dev "$b" nodad
-    nsx "$net" ip link set "$b" up
-    nsx "$net" ip route add default via 203.0.113.1
-    nsx "$net" ip -6 route add default via 2001:db8:203::1
+    on "$net" ip addr add 2001:db8:203::25/64 dev "$b" nodad
+    on "$net" ip addr add 2001:db8:203::7/64 dev "$b" nodad
+    on "$net" ip link set "$b" up
+    on "$net" ip route add default via 203.0.113.1
+    on "$net" ip -6 route add default via 2001:db8:203::1
 }
 
 down() {

@@ -171,4 +171,9 @@ fn sighup_applies_a_good_edit_and_survives_a_broken_one() {
         server.subjects(),
         vec!["after broken 1", "after broken 2", "after permit"]
     );
+
+    // SIGTERM stops it cleanly.
+    let status = lab.stop_portgate(&pg, "TERM");
+    assert_eq!(status.code(), Some(0), "{}", pg.log_text());
+    assert!(pg.log_text().contains("SIGTERM: stopping"));
 }

@@ -252,7 +252,6 @@ impl Daemon {
                 })
                 .map_err(RunError::Thread)?;
         }
-        drop(ev_tx);
         info!(
             "serving netfilter queue{} {} (fail-{})",
             if self.opts.queues.len() == 1 { "" } else { "s" },
@@ -270,10 +269,10 @@ impl Daemon {
         );
 
         let res = self.wait(&ctl_rx);
-        // Workers block in the kernel; they end with the process. The
-        // reporter gets no new events from them once the process exits, so
-        // give it its final summary now.
-        drop(reporter_thread);
+        // Workers block in the kernel and end with the process; let the
+        // reporter write its last summary first.
+        let _ = ev_tx.send(report::Event::Shutdown);
+        let _ = reporter_thread.join();
         res
     }
 

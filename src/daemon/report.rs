@@ -35,6 +35,8 @@ pub enum Event {
         queue: u16,
         why: Malformed,
     },
+    /// The daemon is stopping: write the last summary and return.
+    Shutdown,
 }
 
 /// Distinct sources counted exactly per summary interval; beyond this the
@@ -80,25 +82,27 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Runs until every sender is gone.
+    /// Runs until told to shut down, or every sender is gone.
     pub fn run(self, rx: Receiver<Event>) {
         let mut bucket = Bucket {
             tokens: LINES_BURST,
             at: Instant::now(),
         };
         let mut cur = Interval::default();
-        let mut next = Instant::now() + self.interval;
+        let mut began = Instant::now();
+        let mut next = began + self.interval;
         loop {
             let ev = match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Ok(ev) => ev,
                 Err(RecvTimeoutError::Timeout) => {
-                    summarise(&cur, self.interval);
+                    summarise(&cur, began.elapsed());
                     cur = Interval::default();
-                    next = Instant::now() + self.interval;
+                    began = Instant::now();
+                    next = began + self.interval;
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    summarise(&cur, self.interval);
+                    summarise(&cur, began.elapsed());
                     return;
                 }
             };
@@ -149,6 +153,10 @@ impl Reporter {
                         }
                     }
                 }
+                Event::Shutdown => {
+                    summarise(&cur, began.elapsed());
+                    return;
+                }
                 Event::Malformed { queue, why } => {
                     let n = &mut cur.malformed[why as usize];
                     if *n == 0 {
@@ -164,14 +172,14 @@ impl Reporter {
     }
 }
 
-fn summarise(cur: &Interval, interval: Duration) {
+fn summarise(cur: &Interval, span: Duration) {
     let malformed: u64 = cur.malformed.iter().sum();
     if cur.dropped + cur.monitored + malformed == 0 {
         return;
     }
     info!(
         "last {}s: {} unidentified packets dropped, {} let through in monitor mode, from {}{} source/port pairs ({} new, {} of those not logged: rate limit); {} malformed dropped",
-        interval.as_secs(),
+        span.as_secs(),
         cur.dropped,
         cur.monitored,
         if cur.sources.len() >= MAX_INTERVAL_SOURCES {

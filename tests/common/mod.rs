@@ -156,6 +156,24 @@ impl Lab {
         pg
     }
 
+    /// Sends `sig` to portgate and waits for it to exit.
+    pub fn stop_portgate(&mut self, pg: &Portgate, sig: &str) -> std::process::ExitStatus {
+        pg.signal(sig);
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pg.pid)
+            .expect("a portgate this lab started");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "portgate did not stop on {sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts an SMTP server (aiosmtpd) on `addr` port 25 in `ns`, storing
     /// what it receives in a maildir, and waits until it listens.
     pub fn smtp_server(&mut self, ns: Ns, addr: &str) -> Maildir {

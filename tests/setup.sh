@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the demo and the test suite need on a Debian machine (as root).
+# Rust itself (cargo >= 1.85) must already be installed, e.g. with rustup.
+set -euo pipefail
+
+packages=(
+    iptables            # iptables/ip6tables with the NFQUEUE target
+    iproute2            # ip netns, veth
+    swaks               # the SMTP client of the lab
+    python3-aiosmtpd    # the SMTP server of the lab (Debian's /usr/bin/python3)
+)
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found: install Rust 1.85 or newer (https://rustup.rs)" >&2
+    exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "setup: run as root (the lab builds network namespaces)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
