@@ -1,8 +1,10 @@
 //! portgate: a userspace packet filter for Linux gateways.
 //!
 //! Layout, from the packet inwards:
-//! * [`daemon`]: the shell — netfilter queue workers, the reporter thread,
-//!   signals and reloads. The only code that talks to the kernel.
+//! * [`queue`]: the netfilter queue over netlink — the only code that talks
+//!   to the kernel's packet path.
+//! * [`daemon`]: the shell — queue workers, the reporter thread, signals and
+//!   reloads.
 //! * [`decision`]: the pure core — queued bytes in, a [`decision::Decision`]
 //!   out — built on [`packet`] (parsing) and [`table`] (the compiled
 //!   longest-prefix permit table).
@@ -17,5 +19,6 @@ pub mod daemon;
 pub mod decision;
 pub mod explain;
 pub mod packet;
+pub mod queue;
 pub mod rules;
 pub mod table;

@@ -19,6 +19,7 @@ pub mod stats;
 pub mod worker;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +29,7 @@ use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
 
+use crate::queue::{Queue, QueueConfig, QueueError};
 use crate::rules::{self, LoadError, Ruleset};
 use crate::table::Table;
 use blocked::BlockedTable;
@@ -60,7 +62,7 @@ pub enum RunError {
     #[error("{0}")]
     Rules(#[source] LoadError),
     #[error(transparent)]
-    Queue(#[from] worker::QueueError),
+    Queue(#[from] QueueError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("cannot start a thread: {0}")]
@@ -80,16 +82,22 @@ enum Control {
 /// (returning an error, or unwinding from a panic).
 struct Tombstone {
     queue: u16,
+    /// Why the worker stopped; `None` while it runs (and when it panics).
     reason: Option<String>,
+    /// False when the worker stopped because it was asked to.
+    armed: bool,
     tx: Sender<Control>,
 }
 
 impl Drop for Tombstone {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         let reason = self
             .reason
             .take()
-            .unwrap_or_else(|| "the worker thread panicked".to_owned());
+            .unwrap_or_else(|| "the worker thread panicked or returned".to_owned());
         let _ = self.tx.send(Control::WorkerStopped {
             queue: self.queue,
             reason,
@@ -193,12 +201,11 @@ impl Daemon {
         // another process fails the start, naming the queue.
         let mut queues = Vec::new();
         for &queue in &self.opts.queues {
-            let q = worker::open(&worker::QueueConfig {
+            queues.push(Queue::open(&QueueConfig {
                 queue,
                 fail_open: self.opts.fail_open,
-                maxlen: self.opts.queue_maxlen,
-            })?;
-            queues.push((queue, q));
+                max_len: self.opts.queue_maxlen,
+            })?);
         }
 
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Control>();
@@ -226,7 +233,10 @@ impl Daemon {
             .spawn(move || reporter.run(ev_rx))
             .map_err(RunError::Thread)?;
 
-        for (queue, q) in queues {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for mut q in queues {
+            let queue = q.number();
             let stats = self
                 .stats
                 .iter()
@@ -236,21 +246,23 @@ impl Daemon {
             let active = Arc::clone(&self.active);
             let events = ev_tx.clone();
             let tx = ctl_tx.clone();
-            std::thread::Builder::new()
+            let stop = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
                 .name(format!("queue-{queue}"))
                 .spawn(move || {
                     let mut tomb = Tombstone {
                         queue,
                         reason: None,
+                        armed: true,
                         tx,
                     };
-                    let res = worker::serve(queue, q, &active, &stats, &events);
-                    tomb.reason = Some(match res {
-                        Ok(()) => "the worker returned".to_owned(),
-                        Err(e) => e.to_string(),
-                    });
+                    match worker::serve(&mut q, &active, &stats, &events, &stop) {
+                        Ok(()) => tomb.armed = !stop.load(Ordering::Relaxed),
+                        Err(e) => tomb.reason = Some(e.to_string()),
+                    }
                 })
                 .map_err(RunError::Thread)?;
+            workers.push(handle);
         }
         info!(
             "serving netfilter queue{} {} (fail-{})",
@@ -269,10 +281,28 @@ impl Daemon {
         );
 
         let res = self.wait(&ctl_rx);
-        // Workers block in the kernel and end with the process; let the
-        // reporter write its last summary first.
+        // Workers notice within one idle wake, answer what they hold, and
+        // unbind their queues.
+        stop.store(true, Ordering::Relaxed);
+        if res.is_ok() {
+            for w in workers {
+                let _ = w.join();
+            }
+        }
         let _ = ev_tx.send(report::Event::Shutdown);
         let _ = reporter_thread.join();
+        for (queue, st) in &self.stats {
+            info!(
+                "queue {queue}: {} packets, {} accepted, {} dropped ({} malformed), {} ENOBUFS, {} reports lost to a full channel, {} verdict errors",
+                st.packets.get(),
+                st.accepted.get(),
+                st.dropped.get(),
+                st.malformed_total(),
+                st.enobufs.get(),
+                st.channel_full.get(),
+                st.verdict_errors.get() + st.protocol_errors.get()
+            );
+        }
         res
     }
 

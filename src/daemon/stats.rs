@@ -4,7 +4,9 @@
 //! store (no locked read-modify-write on the hot path); readers see a value
 //! at most one packet stale.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::decision::{Accept, Decision, Drop, Unidentified};
 use crate::packet::Malformed;
@@ -54,11 +56,36 @@ pub struct QueueStats {
     pub enobufs: Counter,
     /// Reports lost because the reporter's channel was full.
     pub channel_full: Counter,
-    /// Verdicts the kernel refused.
+    /// Sends of verdicts the kernel refused.
     pub verdict_errors: Counter,
+    /// Kernel messages we could not read, or errors it returned for our
+    /// verdicts.
+    pub protocol_errors: Counter,
+    /// Milliseconds since the process started, when the worker last went
+    /// round its loop: at least every [`super::worker::IDLE_WAKE`] when
+    /// healthy, busy or idle.
+    pub heartbeat_ms: Counter,
+}
+
+/// A clock shared by heartbeats and their readers.
+pub fn uptime_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl QueueStats {
+    /// Marks the worker alive now.
+    #[inline]
+    pub fn beat(&self) {
+        self.heartbeat_ms.0.store(uptime_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the worker's last heartbeat.
+    pub fn since_beat_ms(&self) -> u64 {
+        uptime_ms().saturating_sub(self.heartbeat_ms.get())
+    }
+
     #[inline]
     pub fn record(&self, d: Decision) {
         self.packets.bump();
