@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::control::DEFAULT_SOCKET;
 use crate::rules::Proto;
 
 pub const DEFAULT_RULES: &str = "/etc/portgate/rules.yaml";
@@ -15,7 +16,14 @@ pub const DEFAULT_RULES: &str = "/etc/portgate/rules.yaml";
 /// portgate: a userspace packet filter that permits identified addresses on
 /// judged ports (SMTP first) and drops the rest, fed by iptables NFQUEUE.
 #[derive(Debug, Parser)]
-#[command(name = "portgate", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "portgate",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -29,8 +37,42 @@ pub enum Command {
     /// Validate rules files: print a summary and exit 0, or every problem
     /// as FILE:LINE:COLUMN and exit 1.
     Check(CheckArgs),
-    /// Show how the rules judge an address on a port, and which entry decides.
+    /// Ask the running daemon to re-read its rules file; wait for the answer.
+    /// Exit 0 with the new generation, or 1 with every problem (the old
+    /// rules stay in force); 2 when no daemon answers.
+    Reload(ClientArgs),
+    /// Show the running daemon's state: rules, generation, per-queue counters
+    /// and the kernel's own view of each queue.
+    Status(ClientArgs),
+    /// List the unidentified sources the daemon has seen: port, count, first
+    /// and last seen. Most recent first, or the busiest with --top.
+    Blocked(BlockedArgs),
+    /// Show how the rules judge an address on a port, which entry decides,
+    /// and whom to call. Asks the running daemon; with --rules, or when no
+    /// daemon runs, reads the rules file.
     Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub control: PathBuf,
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BlockedArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only sources seen within this long: `90s`, `15m`, `2h`, `1d`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// The N sources with the most packets, instead of the most recent.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +91,24 @@ pub struct RunArgs {
     /// Packets the kernel may hold per queue, waiting for a verdict.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub queue_maxlen: u32,
+    /// The control socket for `portgate reload`, `status`, `blocked` and
+    /// `explain`.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub control: PathBuf,
+    /// Keep Prometheus metrics in this file (node_exporter's textfile
+    /// collector reads `*.prom`), rewritten atomically every few seconds.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// How often to rewrite the metrics file.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub metrics_interval: std::time::Duration,
+    /// How often to log a summary of unidentified traffic.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub summary_interval: std::time::Duration,
+    /// Unidentified source/port pairs remembered for `portgate blocked`
+    /// (about 100 bytes each); when full, the least recently seen go first.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub blocked_capacity: usize,
 }
 
 #[derive(Debug, Args)]
@@ -60,9 +120,12 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The permit file.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_RULES)]
-    pub rules: PathBuf,
+    /// Read this permit file instead of asking the running daemon [default
+    /// when no daemon runs: /etc/portgate/rules.yaml].
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// The address to judge (as the source of a connection).
     pub address: IpAddr,
     /// The destination port.

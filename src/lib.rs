@@ -10,11 +10,14 @@
 //!   longest-prefix permit table).
 //! * [`rules`]: the permit file — YAML in, a validated [`rules::Ruleset`]
 //!   out, every problem reported with its line and column.
+//! * [`control`]: the control socket between the daemon and the `reload`,
+//!   `status`, `blocked` and `explain` commands.
 //! * [`explain`] and [`cli`]: what the command line shows and parses.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod decision;
 pub mod explain;

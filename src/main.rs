@@ -7,7 +7,11 @@ use std::time::Duration;
 use clap::Parser;
 use log::error;
 
-use portgate::cli::{CheckArgs, Cli, Command, ExplainArgs, RunArgs};
+use portgate::cli::{
+    BlockedArgs, CheckArgs, Cli, ClientArgs, Command, DEFAULT_RULES, ExplainArgs, RunArgs,
+};
+use portgate::control::proto::{BlockedReply, ExplainReply, ReloadReply, Request, StatusReply};
+use portgate::control::{ControlError, client, render};
 use portgate::daemon::{Daemon, Options, RunError};
 use portgate::rules;
 use portgate::table::Table;
@@ -18,7 +22,71 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Check(args) => check(&args),
         Command::Explain(args) => explain(&args),
+        Command::Reload(args) => reload(&args),
+        Command::Status(args) => status(&args),
+        Command::Blocked(args) => blocked(&args),
     }
+}
+
+/// Exit status when the daemon cannot be reached.
+const NO_DAEMON: u8 = 2;
+
+fn client_error(e: &ControlError) -> ExitCode {
+    eprintln!("portgate: {e}");
+    ExitCode::from(NO_DAEMON)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("portgate: cannot encode the answer: {e}"),
+    }
+}
+
+fn reload(args: &ClientArgs) -> ExitCode {
+    let r: ReloadReply = match client::request(&args.control, &Request::Reload) {
+        Ok(r) => r,
+        Err(e) => return client_error(&e),
+    };
+    if args.json {
+        print_json(&r);
+    } else if r.ok {
+        print!("{}", render::reload(&r));
+    } else {
+        eprint!("{}", render::reload(&r));
+    }
+    if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn status(args: &ClientArgs) -> ExitCode {
+    match client::request::<StatusReply>(&args.control, &Request::Status) {
+        Ok(s) if args.json => print_json(&s),
+        Ok(s) => print!("{}", render::status(&s)),
+        Err(e) => return client_error(&e),
+    }
+    ExitCode::SUCCESS
+}
+
+fn blocked(args: &BlockedArgs) -> ExitCode {
+    let req = Request::Blocked {
+        since_secs: args.since.map(|d| d.as_secs()),
+        top: args.top,
+    };
+    match client::request::<BlockedReply>(&args.client.control, &req) {
+        Ok(b) if args.client.json => print_json(&b),
+        Ok(b) => {
+            let since = args
+                .since
+                .map(|d| humantime::format_duration(d).to_string());
+            print!("{}", render::blocked(&b, since.as_deref()));
+        }
+        Err(e) => return client_error(&e),
+    }
+    ExitCode::SUCCESS
 }
 
 /// Logs to stderr. Under systemd (stderr is the journal) lines carry a
@@ -62,8 +130,11 @@ fn run(args: RunArgs) -> ExitCode {
         queues: args.queues.0,
         fail_open: args.fail_open,
         queue_maxlen: args.queue_maxlen,
-        summary_interval: Duration::from_secs(60),
-        blocked_capacity: 65_536,
+        summary_interval: args.summary_interval.max(Duration::from_secs(1)),
+        blocked_capacity: args.blocked_capacity,
+        control: Some(args.control),
+        metrics_file: args.metrics_file,
+        metrics_interval: args.metrics_interval.max(Duration::from_millis(100)),
     };
     let daemon = match Daemon::new(opts) {
         Ok(d) => d,
@@ -114,17 +185,58 @@ fn check(args: &CheckArgs) -> ExitCode {
 }
 
 fn explain(args: &ExplainArgs) -> ExitCode {
-    let file = args.rules.display().to_string();
-    let loaded = match rules::load_file(&args.rules) {
+    // The running daemon's rules are the ones that judge traffic: ask it,
+    // unless a file was named.
+    if args.rules.is_none() {
+        let req = Request::Explain {
+            address: args.address,
+            port: args.port,
+            proto: args.proto,
+        };
+        match client::request::<ExplainReply>(&args.client.control, &req) {
+            Ok(r) if args.client.json => {
+                print_json(&r);
+                return ExitCode::SUCCESS;
+            }
+            Ok(r) => {
+                print!("{}", r.text);
+                println!(
+                    "  (rules in force in the running daemon, generation {})",
+                    r.generation
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(ControlError::NotRunning { .. }) => {}
+            Err(e) => return client_error(&e),
+        }
+    }
+    let path = args
+        .rules
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_RULES));
+    let file = path.display().to_string();
+    let loaded = match rules::load_file(&path) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(2);
+            return ExitCode::from(NO_DAEMON);
         }
     };
     let table = Table::compile(&loaded.ruleset);
     let ex =
         portgate::explain::explain(&loaded.ruleset, &table, args.address, args.port, args.proto);
-    print!("{}", ex.render(&loaded.ruleset, &file));
+    let text = ex.render(&loaded.ruleset, &file);
+    if args.client.json {
+        print_json(&ExplainReply {
+            verdict: ex.verdict_word().into(),
+            text,
+            generation: 0,
+        });
+    } else {
+        print!("{text}");
+        if args.rules.is_none() {
+            println!("  (no daemon answers: rules read from {file})");
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -8,6 +8,8 @@ packages=(
     iproute2            # ip netns, veth
     swaks               # the SMTP client of the lab
     python3-aiosmtpd    # the SMTP server of the lab (Debian's /usr/bin/python3)
+    hping3              # exact numbers of SYNs, for counter tests
+    prometheus          # promtool, to check the metrics file
 )
 
 if ! command -v cargo >/dev/null; then

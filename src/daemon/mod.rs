@@ -1,12 +1,13 @@
 //! `portgate run`: the daemon's wiring.
 //!
 //! Threads: one worker per queue (the hot path, see [`worker`]), one
-//! reporter (logs and the blocked-sources record, see [`report`]), one
-//! signal thread, and the main thread, which waits for signals and for any
-//! worker to stop. The active rules live in one `ArcSwap`: a reload builds a
-//! complete new table off to the side and publishes it with a single store,
-//! so no packet ever waits on a reload, and a reload that fails leaves the
-//! running table untouched.
+//! reporter (logs and the blocked-sources record, see [`report`]), the
+//! control socket (see [`crate::control`]), the metrics writer (see
+//! [`metrics`]), one signal thread, and the main thread, which waits for
+//! signals and for any worker to stop. The active rules live in one
+//! `ArcSwap`: a reload builds a complete new table off to the side and
+//! publishes it with a single store, so no packet ever waits on a reload,
+//! and a reload that fails leaves the running table untouched.
 //!
 //! A worker that stops, for any reason, stops the daemon with an error: a
 //! queue nobody serves would hold (or, with --queue-bypass, wave through)
@@ -14,13 +15,16 @@
 //! is the one recovery that is certain to work.
 
 pub mod blocked;
+pub mod kernel;
+pub mod metrics;
 pub mod report;
 pub mod stats;
 pub mod worker;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -29,11 +33,12 @@ use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
 
+use crate::control;
 use crate::queue::{Queue, QueueConfig, QueueError};
-use crate::rules::{self, LoadError, Ruleset};
+use crate::rules::{self, LoadError, Proto, Ruleset};
 use crate::table::Table;
 use blocked::BlockedTable;
-use stats::QueueStats;
+use stats::{MAX_PORT_IDS, QueueStats};
 
 /// The rules in force, as the workers see them.
 pub struct Active {
@@ -41,8 +46,10 @@ pub struct Active {
     pub generation: u64,
     pub ruleset: Ruleset,
     pub table: Table,
-    pub file: PathBuf,
     pub loaded_at: SystemTime,
+    /// For each judged port's slot in `table`, the index of its per-port
+    /// counters, stable across reloads (`None` past [`MAX_PORT_IDS`]).
+    pub port_ids: Vec<Option<u16>>,
 }
 
 pub struct Options {
@@ -54,6 +61,11 @@ pub struct Options {
     pub summary_interval: Duration,
     /// Capacity of the blocked-sources record.
     pub blocked_capacity: usize,
+    /// The control socket, if any.
+    pub control: Option<PathBuf>,
+    /// The Prometheus textfile to keep up to date, if any.
+    pub metrics_file: Option<PathBuf>,
+    pub metrics_interval: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -63,6 +75,8 @@ pub enum RunError {
     Rules(#[source] LoadError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("cannot start a thread: {0}")]
@@ -97,7 +111,7 @@ impl Drop for Tombstone {
         let reason = self
             .reason
             .take()
-            .unwrap_or_else(|| "the worker thread panicked or returned".to_owned());
+            .unwrap_or_else(|| "the worker thread panicked".to_owned());
         let _ = self.tx.send(Control::WorkerStopped {
             queue: self.queue,
             reason,
@@ -105,13 +119,162 @@ impl Drop for Tombstone {
     }
 }
 
-pub struct Daemon {
-    opts: Options,
-    active: Arc<ArcSwap<Active>>,
+/// The outcome of the last reload attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct ReloadRecord {
+    pub at: SystemTime,
+    pub ok: bool,
+    pub errors: usize,
+}
+
+/// Judged ports, numbered in order of first appearance, so per-port
+/// counters keep their meaning across reloads that add or drop ports.
+#[derive(Default)]
+struct PortRegistry {
+    ids: HashMap<(Proto, u16), u16>,
+}
+
+impl PortRegistry {
+    fn ids_for(&mut self, rules: &Ruleset) -> Vec<Option<u16>> {
+        rules
+            .ports
+            .iter()
+            .map(|p| {
+                let next = self.ids.len();
+                match self.ids.get(&(p.proto, p.port)) {
+                    Some(id) => Some(*id),
+                    None if next < MAX_PORT_IDS => {
+                        let id = u16::try_from(next).ok()?;
+                        self.ids.insert((p.proto, p.port), id);
+                        Some(id)
+                    }
+                    None => None,
+                }
+            })
+            .collect()
+    }
+
+    fn all(&self) -> Vec<((Proto, u16), u16)> {
+        let mut v: Vec<_> = self.ids.iter().map(|(k, v)| (*k, *v)).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// A reload that took effect: the rules now in force, and the file's
+/// warnings.
+pub struct Reloaded {
+    pub active: Arc<Active>,
+    pub warnings: Vec<rules::Diagnostic>,
+}
+
+/// A reload that was refused: the rules still in force, and why.
+pub struct Refused {
+    pub active: Arc<Active>,
+    pub error: LoadError,
+}
+
+/// What every thread of the daemon shares.
+pub struct Shared {
+    pub opts: Options,
+    active: ArcSwap<Active>,
     /// Serialises reloads (never taken on the hot path).
     reload_lock: Mutex<()>,
     pub stats: Vec<(u16, Arc<QueueStats>)>,
-    pub blocked: Arc<Mutex<BlockedTable>>,
+    pub blocked: Mutex<BlockedTable>,
+    pub started: SystemTime,
+    last_reload: Mutex<Option<ReloadRecord>>,
+    ports: Mutex<PortRegistry>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these records inconsistent in a way
+    // that matters more than serving them.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn active(&self) -> Arc<Active> {
+        self.active.load_full()
+    }
+
+    pub fn last_reload(&self) -> Option<ReloadRecord> {
+        *lock(&self.last_reload)
+    }
+
+    pub fn blocked(&self) -> MutexGuard<'_, BlockedTable> {
+        lock(&self.blocked)
+    }
+
+    /// Judged ports ever seen and their counter ids.
+    pub fn port_ids(&self) -> Vec<((Proto, u16), u16)> {
+        lock(&self.ports).all()
+    }
+
+    fn build(&self, loaded: rules::Loaded, generation: u64) -> Active {
+        let table = Table::compile(&loaded.ruleset);
+        let port_ids = lock(&self.ports).ids_for(&loaded.ruleset);
+        Active {
+            generation,
+            ruleset: loaded.ruleset,
+            table,
+            loaded_at: SystemTime::now(),
+            port_ids,
+        }
+    }
+
+    /// Re-reads the rules file and swaps the new table in. On error the
+    /// running table stays and the error (every problem, with positions) is
+    /// returned.
+    pub fn reload(&self) -> Result<Reloaded, Refused> {
+        let _serial = lock(&self.reload_lock);
+        let started = Instant::now();
+        let file = self.opts.rules.display().to_string();
+        let current = self.active.load_full();
+        let loaded = match rules::load_file(&self.opts.rules) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(
+                    "reload of {file} failed; generation {} stays in force:\n{e}",
+                    current.generation
+                );
+                *lock(&self.last_reload) = Some(ReloadRecord {
+                    at: SystemTime::now(),
+                    ok: false,
+                    errors: e.errors().count(),
+                });
+                return Err(Refused {
+                    active: current,
+                    error: e,
+                });
+            }
+        };
+        for w in &loaded.warnings {
+            warn!("{}", w.render(&file));
+        }
+        let warnings = loaded.warnings.clone();
+        let next = Arc::new(self.build(loaded, current.generation + 1));
+        self.active.store(Arc::clone(&next));
+        *lock(&self.last_reload) = Some(ReloadRecord {
+            at: SystemTime::now(),
+            ok: true,
+            errors: 0,
+        });
+        info!(
+            "reloaded {file}: generation {}, {} (in {} ms)",
+            next.generation,
+            next.ruleset.summary(),
+            started.elapsed().as_millis()
+        );
+        Ok(Reloaded {
+            active: next,
+            warnings,
+        })
+    }
+}
+
+pub struct Daemon {
+    shared: Arc<Shared>,
 }
 
 impl Daemon {
@@ -122,89 +285,65 @@ impl Daemon {
         for w in &loaded.warnings {
             warn!("{}", w.render(&opts.rules.display().to_string()));
         }
-        let table = Table::compile(&loaded.ruleset);
-        info!(
-            "loaded {}: generation 1, {} (in {} ms)",
-            opts.rules.display(),
-            loaded.ruleset.summary(),
-            started.elapsed().as_millis()
-        );
-        let active = Arc::new(ArcSwap::from_pointee(Active {
-            generation: 1,
-            ruleset: loaded.ruleset,
-            table,
-            file: opts.rules.clone(),
-            loaded_at: SystemTime::now(),
-        }));
         let stats = opts
             .queues
             .iter()
             .map(|&q| (q, Arc::new(QueueStats::default())))
             .collect();
-        let blocked = Arc::new(Mutex::new(BlockedTable::new(opts.blocked_capacity)));
-        Ok(Daemon {
+        let blocked = Mutex::new(BlockedTable::new(opts.blocked_capacity));
+        let placeholder = Active {
+            generation: 0,
+            ruleset: Ruleset::default(),
+            table: Table::compile(&Ruleset::default()),
+            loaded_at: SystemTime::now(),
+            port_ids: Vec::new(),
+        };
+        let shared = Shared {
             opts,
-            active,
+            active: ArcSwap::from_pointee(placeholder),
             reload_lock: Mutex::new(()),
             stats,
             blocked,
+            started: SystemTime::now(),
+            last_reload: Mutex::new(None),
+            ports: Mutex::new(PortRegistry::default()),
+        };
+        let first = shared.build(loaded, 1);
+        info!(
+            "loaded {}: generation 1, {} (in {} ms)",
+            shared.opts.rules.display(),
+            first.ruleset.summary(),
+            started.elapsed().as_millis()
+        );
+        shared.active.store(Arc::new(first));
+        Ok(Daemon {
+            shared: Arc::new(shared),
         })
     }
 
-    pub fn active(&self) -> Arc<Active> {
-        self.active.load_full()
-    }
-
-    /// Re-reads the rules file and swaps the new table in. On error the
-    /// running table stays and the error (every problem, with positions) is
-    /// returned.
-    pub fn reload(&self) -> Result<Arc<Active>, LoadError> {
-        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let started = Instant::now();
-        let file = self.opts.rules.display().to_string();
-        let current = self.active.load();
-        let loaded = match rules::load_file(&self.opts.rules) {
-            Ok(l) => l,
-            Err(e) => {
-                error!(
-                    "reload of {file} failed; generation {} stays in force:\n{e}",
-                    current.generation
-                );
-                return Err(e);
-            }
-        };
-        for w in &loaded.warnings {
-            warn!("{}", w.render(&file));
-        }
-        let table = Table::compile(&loaded.ruleset);
-        let next = Arc::new(Active {
-            generation: current.generation + 1,
-            ruleset: loaded.ruleset,
-            table,
-            file: self.opts.rules.clone(),
-            loaded_at: SystemTime::now(),
-        });
-        self.active.store(Arc::clone(&next));
-        info!(
-            "reloaded {file}: generation {}, {} (in {} ms)",
-            next.generation,
-            next.ruleset.summary(),
-            started.elapsed().as_millis()
-        );
-        Ok(next)
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Serves the queues until SIGTERM or SIGINT (Ok) or until a worker
     /// stops (Err).
     pub fn run(self) -> Result<(), RunError> {
+        let shared = &self.shared;
+        let opts = &shared.opts;
+        // Claim the control socket first: a second daemon must not get as
+        // far as touching the queues of the first.
+        let listener = match &opts.control {
+            Some(path) => Some(control::server::bind(path)?),
+            None => None,
+        };
         // Bind every queue before starting anything, so a queue held by
         // another process fails the start, naming the queue.
         let mut queues = Vec::new();
-        for &queue in &self.opts.queues {
+        for &queue in &opts.queues {
             queues.push(Queue::open(&QueueConfig {
                 queue,
-                fail_open: self.opts.fail_open,
-                max_len: self.opts.queue_maxlen,
+                fail_open: opts.fail_open,
+                max_len: opts.queue_maxlen,
             })?);
         }
 
@@ -212,72 +351,70 @@ impl Daemon {
         let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
             .map_err(RunError::Signals)?;
         let sig_tx = ctl_tx.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for s in signals.forever() {
-                    if sig_tx.send(Control::Signal(s)).is_err() {
-                        return;
-                    }
+        spawn("signals", move || {
+            for s in signals.forever() {
+                if sig_tx.send(Control::Signal(s)).is_err() {
+                    return;
                 }
-            })
-            .map_err(RunError::Thread)?;
+            }
+        })?;
 
         let (ev_tx, ev_rx) = crossbeam_channel::bounded(8192);
         let reporter = report::Reporter {
-            blocked: Arc::clone(&self.blocked),
-            interval: self.opts.summary_interval,
+            shared: Arc::clone(shared),
+            interval: opts.summary_interval,
         };
-        let reporter_thread = std::thread::Builder::new()
-            .name("reporter".into())
-            .spawn(move || reporter.run(ev_rx))
-            .map_err(RunError::Thread)?;
+        let reporter_thread = spawn("reporter", move || reporter.run(ev_rx))?;
 
         let stop = Arc::new(AtomicBool::new(false));
+        if let Some(listener) = listener {
+            let sh = Arc::clone(shared);
+            let stop = Arc::clone(&stop);
+            spawn("control", move || {
+                control::server::serve(&listener, &sh, &stop)
+            })?;
+        }
+        if let Some(path) = opts.metrics_file.clone() {
+            let sh = Arc::clone(shared);
+            let stop = Arc::clone(&stop);
+            spawn("metrics", move || metrics::write_loop(&path, &sh, &stop))?;
+        }
+
         let mut workers = Vec::new();
         for mut q in queues {
             let queue = q.number();
-            let stats = self
+            let stats = shared
                 .stats
                 .iter()
                 .find(|(n, _)| *n == queue)
                 .map(|(_, s)| Arc::clone(s))
                 .expect("stats exist for every queue");
-            let active = Arc::clone(&self.active);
+            let sh = Arc::clone(shared);
             let events = ev_tx.clone();
             let tx = ctl_tx.clone();
             let stop = Arc::clone(&stop);
-            let handle = std::thread::Builder::new()
-                .name(format!("queue-{queue}"))
-                .spawn(move || {
-                    let mut tomb = Tombstone {
-                        queue,
-                        reason: None,
-                        armed: true,
-                        tx,
-                    };
-                    match worker::serve(&mut q, &active, &stats, &events, &stop) {
-                        Ok(()) => tomb.armed = !stop.load(Ordering::Relaxed),
-                        Err(e) => tomb.reason = Some(e.to_string()),
-                    }
-                })
-                .map_err(RunError::Thread)?;
-            workers.push(handle);
+            workers.push(spawn(&format!("queue-{queue}"), move || {
+                let mut tomb = Tombstone {
+                    queue,
+                    reason: None,
+                    armed: true,
+                    tx,
+                };
+                match worker::serve(&mut q, &sh.active, &stats, &events, &stop) {
+                    Ok(()) => tomb.armed = !stop.load(Ordering::Relaxed),
+                    Err(e) => tomb.reason = Some(e.to_string()),
+                }
+            })?);
         }
         info!(
             "serving netfilter queue{} {} (fail-{})",
-            if self.opts.queues.len() == 1 { "" } else { "s" },
-            self.opts
-                .queues
+            if opts.queues.len() == 1 { "" } else { "s" },
+            opts.queues
                 .iter()
                 .map(u16::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
-            if self.opts.fail_open {
-                "open"
-            } else {
-                "closed"
-            }
+            if opts.fail_open { "open" } else { "closed" }
         );
 
         let res = self.wait(&ctl_rx);
@@ -291,7 +428,13 @@ impl Daemon {
         }
         let _ = ev_tx.send(report::Event::Shutdown);
         let _ = reporter_thread.join();
-        for (queue, st) in &self.stats {
+        if let Some(path) = &opts.metrics_file {
+            let _ = metrics::write(path, shared);
+        }
+        if let Some(path) = &opts.control {
+            control::server::remove(path);
+        }
+        for (queue, st) in &shared.stats {
             info!(
                 "queue {queue}: {} packets, {} accepted, {} dropped ({} malformed), {} ENOBUFS, {} reports lost to a full channel, {} verdict errors",
                 st.packets.get(),
@@ -310,8 +453,8 @@ impl Daemon {
         loop {
             match ctl.recv() {
                 Ok(Control::Signal(SIGHUP)) => {
-                    info!("SIGHUP: reloading {}", self.opts.rules.display());
-                    let _ = self.reload();
+                    info!("SIGHUP: reloading {}", self.shared.opts.rules.display());
+                    let _ = self.shared.reload();
                 }
                 Ok(Control::Signal(s)) => {
                     let name = if s == SIGINT { "SIGINT" } else { "SIGTERM" };
@@ -330,4 +473,14 @@ impl Daemon {
             }
         }
     }
+}
+
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, RunError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(RunError::Thread)
 }

@@ -8,13 +8,14 @@
 //! was seen and how many first sightings the budget kept out of the log.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 
-use super::blocked::{BlockedTable, Key, Seen};
+use super::Shared;
+use super::blocked::{Key, Seen};
 use crate::decision::Unidentified;
 use crate::packet::{Addr, Malformed};
 use crate::rules::Proto;
@@ -77,7 +78,7 @@ struct Interval {
 }
 
 pub struct Reporter {
-    pub blocked: Arc<Mutex<BlockedTable>>,
+    pub shared: Arc<Shared>,
     pub interval: Duration,
 }
 
@@ -123,17 +124,13 @@ impl Reporter {
                     if cur.sources.len() < MAX_INTERVAL_SOURCES {
                         cur.sources.insert((src, port, proto));
                     }
-                    let seen = self
-                        .blocked
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .observe(
-                            Key { src, port, proto },
-                            dst,
-                            SystemTime::now(),
-                            monitored,
-                            why == Unidentified::Blocked,
-                        );
+                    let seen = self.shared.blocked().observe(
+                        Key { src, port, proto },
+                        dst,
+                        SystemTime::now(),
+                        monitored,
+                        why == Unidentified::Blocked,
+                    );
                     if seen == Seen::New {
                         cur.new_sources += 1;
                         if bucket.take(Instant::now()) {

@@ -34,8 +34,36 @@ impl Counter {
     }
 }
 
-/// What one queue's worker has done since start.
+/// Distinct judged ports counted per queue over the daemon's life.
+pub const MAX_PORT_IDS: usize = 4096;
+
+/// What happened on one judged port.
 #[derive(Default, Debug)]
+pub struct PortCounters {
+    /// Accepted: the source or destination is identified.
+    pub identified: Counter,
+    /// Unidentified and dropped (enforce mode).
+    pub dropped: Counter,
+    /// Unidentified and let through (monitor mode).
+    pub monitored: Counter,
+}
+
+impl PortCounters {
+    #[inline]
+    pub fn record(&self, d: Decision) {
+        match d {
+            Decision::Accept(Accept::SourcePermit | Accept::DestinationPermit) => {
+                self.identified.bump()
+            }
+            Decision::Accept(Accept::Monitored(_)) => self.monitored.bump(),
+            Decision::Drop(Drop::Unidentified(_)) => self.dropped.bump(),
+            _ => {}
+        }
+    }
+}
+
+/// What one queue's worker has done since start.
+#[derive(Debug)]
 pub struct QueueStats {
     pub packets: Counter,
     pub accepted: Counter,
@@ -65,6 +93,32 @@ pub struct QueueStats {
     /// round its loop: at least every [`super::worker::IDLE_WAKE`] when
     /// healthy, busy or idle.
     pub heartbeat_ms: Counter,
+    /// Per judged port, by the daemon's stable port id.
+    pub ports: Box<[PortCounters]>,
+}
+
+impl Default for QueueStats {
+    fn default() -> QueueStats {
+        QueueStats {
+            packets: Counter::default(),
+            accepted: Counter::default(),
+            dropped: Counter::default(),
+            accepted_source_permit: Counter::default(),
+            accepted_destination_permit: Counter::default(),
+            accepted_unjudged: Counter::default(),
+            accepted_later_fragment: Counter::default(),
+            monitored: Counter::default(),
+            dropped_unidentified: Counter::default(),
+            unidentified_blocked: Counter::default(),
+            malformed: Default::default(),
+            enobufs: Counter::default(),
+            channel_full: Counter::default(),
+            verdict_errors: Counter::default(),
+            protocol_errors: Counter::default(),
+            heartbeat_ms: Counter::default(),
+            ports: (0..MAX_PORT_IDS).map(|_| PortCounters::default()).collect(),
+        }
+    }
 }
 
 /// A clock shared by heartbeats and their readers.

@@ -42,6 +42,14 @@ pub fn serve(
         let b = q.serve_batch(IDLE_WAKE, BATCH, |payload| {
             let v = decision::decide(&rules.table, payload);
             stats.record(v.decision);
+            if let Some(id) = v
+                .slot
+                .and_then(|s| rules.port_ids.get(usize::from(s)).copied().flatten())
+            {
+                if let Some(p) = stats.ports.get(usize::from(id)) {
+                    p.record(v.decision);
+                }
+            }
             if let Some(ev) = event_for(queue, &v) {
                 if let Err(TrySendError::Full(_)) = events.try_send(ev) {
                     stats.channel_full.bump();

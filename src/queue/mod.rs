@@ -134,8 +134,12 @@ impl Queue {
             flags: Some((fail_open, wire::FLAG_FAIL_OPEN)),
         })
         .map_err(|source| {
+            // The kernel answers EPERM, not EBUSY, when another socket holds
+            // the queue: tell the two cases apart by its own list of bound
+            // queues.
+            let held = held_by_another(cfg.queue);
             let hint = match source.raw_os_error() {
-                Some(libc::EBUSY) => {
+                Some(libc::EBUSY | libc::EPERM) if held => {
                     " (another process already serves this queue: another portgate, or an IDS such as suricata?)"
                 }
                 Some(libc::EPERM) => " (portgate needs CAP_NET_ADMIN)",
@@ -295,6 +299,18 @@ impl Queue {
             ..wire::Config::default()
         })
     }
+}
+
+/// True when the kernel lists `queue` as bound (by someone: we only ask
+/// after our own bind failed).
+fn held_by_another(queue: u16) -> bool {
+    std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_whitespace().next()?.parse::<u16>().ok())
+                .any(|q| q == queue)
+        })
+        .unwrap_or(false)
 }
 
 fn send_all(fd: &OwnedFd, out: &[u8]) -> bool {

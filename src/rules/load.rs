@@ -26,14 +26,15 @@ use super::{
 /// Judged ports are indexed by a u16 slot; far more than any gate needs.
 const MAX_JUDGED_PORTS: usize = 4096;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
     Warning,
 }
 
 /// One problem in the file, at a position.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Diagnostic {
     pub severity: Severity,
     pub pos: Pos,
@@ -87,7 +88,7 @@ impl Diagnostic {
 
 /// The file was rejected. Holds every problem found (warnings included, so
 /// the operator sees everything at once).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadError {
     pub file: String,
     pub diagnostics: Vec<Diagnostic>,

@@ -14,10 +14,22 @@ mod yaml;
 use std::fmt;
 
 pub use ip_network::IpNetwork;
-pub use load::{Diagnostic, LoadError, Severity, load, load_file};
+pub use load::{Diagnostic, LoadError, Loaded, Severity, load, load_file};
 
 /// A position in the rules file, 1-based, as editors show it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Pos {
     pub line: u32,
     pub column: u32,
@@ -30,7 +42,10 @@ impl fmt::Display for Pos {
 }
 
 /// Transport protocols a port can be judged for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
@@ -81,7 +96,8 @@ impl std::str::FromStr for Proto {
 }
 
 /// What the gate does with unidentified traffic on a judged port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Drop it.
     Enforce,
@@ -237,7 +253,7 @@ impl Ruleset {
 }
 
 /// One-line summary, as `check` and the reload log print it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub sites: usize,
     pub permits: usize,

@@ -109,15 +109,21 @@ impl Lab {
     /// Queues new port-25 connections on the gateway's FORWARD chain to
     /// `queue`, for IPv4 and IPv6.
     pub fn queue_smtp(&self, queue: u16, extra: &[&str]) {
+        self.queue_port(25, queue, extra);
+    }
+
+    /// Queues new TCP connections to `port` on the gateway's FORWARD chain
+    /// to `queue`, for IPv4 and IPv6.
+    pub fn queue_port(&self, port: u16, queue: u16, extra: &[&str]) {
+        let (p, q) = (port.to_string(), queue.to_string());
         for tool in ["iptables", "ip6tables"] {
-            let q = queue.to_string();
             let mut args = vec![
                 "-A",
                 "FORWARD",
                 "-p",
                 "tcp",
                 "--dport",
-                "25",
+                &p,
                 "--syn",
                 "-j",
                 "NFQUEUE",
@@ -129,18 +135,31 @@ impl Lab {
         }
     }
 
-    /// Starts portgate in the gateway namespace with `rules`, and waits until
-    /// it serves its queues.
+    /// Starts portgate in the gateway namespace with `rules`, its control
+    /// socket and metrics file in the lab's directory, and waits until it
+    /// serves its queues.
     pub fn portgate(&mut self, rules: &Path, extra: &[&str]) -> Portgate {
-        let log = self
-            .dir
-            .path()
-            .join(format!("portgate-{}.log", self.children.len()));
+        let pg = self.spawn_portgate(rules, extra);
+        pg.wait_log("serving netfilter queue", Duration::from_secs(10));
+        pg
+    }
+
+    /// Starts portgate without waiting for it.
+    pub fn spawn_portgate(&mut self, rules: &Path, extra: &[&str]) -> Portgate {
+        let n = self.children.len();
+        let log = self.dir.path().join(format!("portgate-{n}.log"));
+        let control = self.dir.path().join("control.sock");
+        let metrics = self.dir.path().join("portgate.prom");
         let child = self
             .cmd(Ns::Gw, PORTGATE)
             .arg("run")
             .arg("--rules")
             .arg(rules)
+            .arg("--control")
+            .arg(&control)
+            .arg("--metrics-file")
+            .arg(&metrics)
+            .args(["--metrics-interval", "200ms"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -150,42 +169,77 @@ impl Lab {
         let pg = Portgate {
             pid: child.id(),
             log,
+            control,
+            metrics,
         };
         self.children.push(child);
-        pg.wait_log("serving netfilter queue", Duration::from_secs(10));
         pg
     }
 
-    /// Sends `sig` to portgate and waits for it to exit.
-    pub fn stop_portgate(&mut self, pg: &Portgate, sig: &str) -> std::process::ExitStatus {
-        pg.signal(sig);
+    /// Waits for a portgate this lab started to exit.
+    pub fn wait_exit(&mut self, pg: &Portgate, timeout: Duration) -> std::process::ExitStatus {
         let child = self
             .children
             .iter_mut()
             .find(|c| c.id() == pg.pid)
             .expect("a portgate this lab started");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "portgate did not stop on {sig}");
+            assert!(Instant::now() < deadline, "portgate did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `count` TCP SYNs with hping3 from `from` (in `ns`) to `to`:`port`.
+    pub fn syns(&self, ns: Ns, from: &str, to: &str, port: u16, count: u32) {
+        let out = run(self.cmd(ns, "hping3").args([
+            "-S",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "u20000",
+            "-p",
+            &port.to_string(),
+            "-a",
+            from,
+            to,
+        ]));
+        // hping3 exits 1 when no reply came back, which is what a dropped
+        // SYN looks like; only a failure to run is an error here.
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "hping3 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sends `sig` to portgate and waits for it to exit.
+    pub fn stop_portgate(&mut self, pg: &Portgate, sig: &str) -> std::process::ExitStatus {
+        pg.signal(sig);
+        self.wait_exit(pg, Duration::from_secs(10))
     }
 
     /// Starts an SMTP server (aiosmtpd) on `addr` port 25 in `ns`, storing
     /// what it receives in a maildir, and waits until it listens.
     pub fn smtp_server(&mut self, ns: Ns, addr: &str) -> Maildir {
+        self.smtp_server_on(ns, addr, 25)
+    }
+
+    /// An SMTP server on `addr`:`port`.
+    pub fn smtp_server_on(&mut self, ns: Ns, addr: &str, port: u16) -> Maildir {
         let dir = self
             .dir
             .path()
-            .join(format!("mail-{}", addr.replace([':', '.'], "_")));
+            .join(format!("mail-{}-{port}", addr.replace([':', '.'], "_")));
         for sub in ["cur", "new", "tmp"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         // aiosmtpd splits host and port at the last colon, unbracketed.
-        let listen = format!("{addr}:25");
+        let listen = format!("{addr}:{port}");
         let child = self
             .cmd(ns, PYTHON)
             .args([
@@ -206,9 +260,11 @@ impl Lab {
         // Wait until it listens.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let out = run(self.cmd(ns, "ss").args(["-Hltn", "sport", "= :25"]));
+            let out = run(self
+                .cmd(ns, "ss")
+                .args(["-Hltn", "sport", &format!("= :{port}")]));
             let shown = if addr.contains(':') {
-                format!("[{addr}]:25")
+                format!("[{addr}]:{port}")
             } else {
                 listen.clone()
             };
@@ -227,11 +283,17 @@ impl Lab {
     /// Sends one mail with swaks from `from` (a local address in `ns`) to the
     /// SMTP server at `to`. Returns whether swaks delivered it.
     pub fn send_mail(&self, ns: Ns, from: &str, to: &str, subject: &str) -> Delivery {
+        self.send_mail_on(ns, from, to, 25, subject)
+    }
+
+    /// Sends one mail to `to`:`port`.
+    pub fn send_mail_on(&self, ns: Ns, from: &str, to: &str, port: u16, subject: &str) -> Delivery {
+        let port = port.to_string();
         let out = run(self.cmd(ns, "swaks").args([
             "--server",
             to,
             "--port",
-            "25",
+            &port,
             "--local-interface",
             from,
             "--from",
@@ -305,6 +367,8 @@ impl Maildir {
 pub struct Portgate {
     pub pid: u32,
     pub log: PathBuf,
+    pub control: PathBuf,
+    pub metrics: PathBuf,
 }
 
 impl Portgate {
@@ -330,6 +394,45 @@ impl Portgate {
                 "portgate log never showed {needle:?} {n} time(s); log:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Runs a client command (`reload`, `status --json`, ...) against this
+    /// daemon's control socket.
+    pub fn client(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(PORTGATE);
+        c.args(args).arg("--control").arg(&self.control);
+        run(&mut c)
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.client(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    /// Polls `status --json` until `pred` holds.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status never showed {what}: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -1,0 +1,279 @@
+//! The daemon's side of the control socket.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use log::{info, warn};
+
+use super::ControlError;
+use super::proto::{
+    BlockedEntry, BlockedInfo, BlockedReply, ExplainReply, LastReload, PortInfo, QueueInfo,
+    ReloadReply, Request, Response, RulesInfo, StatusReply,
+};
+use crate::daemon::{Refused, Reloaded, Shared, kernel};
+use crate::explain;
+
+/// Longest request line we read; requests are a few dozen bytes.
+const MAX_REQUEST: u64 = 4096;
+
+/// Claims the socket: refuses when a live daemon answers on it, replaces a
+/// stale one, creates the directory if needed, and leaves the socket mode
+/// 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    let err = |source| ControlError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ControlError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+        info!("removed stale control socket {}", path.display());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    // No window in which the socket is open to others: create it with
+    // umask 077, then make the mode explicit.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let listener = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = listener.map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    // Accept with a timeout, so the thread sees the daemon stopping.
+    listener.set_nonblocking(true).map_err(err)?;
+    Ok(listener)
+}
+
+/// Removes the socket when the daemon stops.
+pub fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// Answers requests until `stop`.
+pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
+    let me = rustix::process::geteuid();
+    while !stop.load(Ordering::Relaxed) {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => {
+                warn!("control socket: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        // Only root and the daemon's own user may steer it.
+        match rustix::net::sockopt::socket_peercred(&stream) {
+            Ok(cred) if cred.uid.is_root() || cred.uid == me => {}
+            Ok(cred) => {
+                warn!(
+                    "control socket: refused a request from uid {} (pid {})",
+                    cred.uid.as_raw(),
+                    cred.pid.as_raw_nonzero()
+                );
+                reply(
+                    stream,
+                    &Response::Error {
+                        error: "permission denied: only root and the portgate user may use the control socket".into(),
+                    },
+                );
+                continue;
+            }
+            Err(e) => {
+                warn!("control socket: cannot read peer credentials: {e}");
+                continue;
+            }
+        }
+        handle(stream, shared);
+    }
+}
+
+fn handle(stream: UnixStream, shared: &Shared) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
+    let response = match read {
+        Err(e) => Response::Error {
+            error: format!("cannot read the request: {e}"),
+        },
+        Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
+            Ok(req) => answer(req, shared),
+            Err(e) => Response::Error {
+                error: format!("not a request: {e}"),
+            },
+        },
+    };
+    reply(stream, &response);
+}
+
+fn reply(mut stream: UnixStream, r: &Response) {
+    let mut text = serde_json::to_string(r)
+        .unwrap_or_else(|e| format!(r#"{{"error":"cannot encode the answer: {e}"}}"#));
+    text.push('\n');
+    let _ = stream.write_all(text.as_bytes());
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn answer(req: Request, shared: &Shared) -> Response {
+    let file = shared.opts.rules.display().to_string();
+    match req {
+        Request::Reload => {
+            info!("reload requested on the control socket");
+            match shared.reload() {
+                Ok(Reloaded { active, warnings }) => Response::Reload(ReloadReply {
+                    ok: true,
+                    file,
+                    generation: active.generation,
+                    summary: active.ruleset.summary(),
+                    diagnostics: warnings,
+                }),
+                Err(Refused { active, error }) => Response::Reload(ReloadReply {
+                    ok: false,
+                    file,
+                    generation: active.generation,
+                    summary: active.ruleset.summary(),
+                    diagnostics: error.diagnostics,
+                }),
+            }
+        }
+        Request::Status => Response::Status(Box::new(status(shared))),
+        Request::Blocked { since_secs, top } => {
+            let since = since_secs
+                .and_then(|s| SystemTime::now().checked_sub(Duration::from_secs(s)))
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let table = shared.blocked();
+            let mut rows = match top {
+                Some(_) => table.top(since),
+                None => table.recent(since),
+            };
+            let matching = rows.len();
+            if let Some(n) = top {
+                rows.truncate(n);
+            }
+            let entries = rows
+                .into_iter()
+                .map(|(k, r)| BlockedEntry {
+                    source: k.src.into(),
+                    port: k.port,
+                    proto: k.proto,
+                    count: r.count,
+                    first_seen: unix(r.first),
+                    last_seen: unix(r.last),
+                    last_destination: r.last_dst.into(),
+                    state: if r.monitored {
+                        "monitored"
+                    } else if r.blocked {
+                        "blocked"
+                    } else {
+                        "dropped"
+                    }
+                    .into(),
+                })
+                .collect();
+            Response::Blocked(BlockedReply {
+                entries,
+                matching,
+                table: BlockedInfo {
+                    entries: table.len(),
+                    capacity: table.capacity(),
+                    evicted: table.evicted(),
+                },
+            })
+        }
+        Request::Explain {
+            address,
+            port,
+            proto,
+        } => {
+            let active = shared.active();
+            let ex = explain::explain(&active.ruleset, &active.table, address, port, proto);
+            Response::Explain(ExplainReply {
+                verdict: ex.verdict_word().into(),
+                text: ex.render(&active.ruleset, &file),
+                generation: active.generation,
+            })
+        }
+    }
+}
+
+fn status(shared: &Shared) -> StatusReply {
+    let active = shared.active();
+    let kernel = kernel::nfqueues();
+    let (v4, v6) = active.table.len();
+    let queues = shared
+        .stats
+        .iter()
+        .map(|(queue, s)| QueueInfo {
+            queue: *queue,
+            packets: s.packets.get(),
+            accepted: s.accepted.get(),
+            dropped: s.dropped.get(),
+            accepted_source_permit: s.accepted_source_permit.get(),
+            accepted_destination_permit: s.accepted_destination_permit.get(),
+            accepted_unjudged: s.accepted_unjudged.get(),
+            accepted_later_fragment: s.accepted_later_fragment.get(),
+            monitored: s.monitored.get(),
+            dropped_unidentified: s.dropped_unidentified.get(),
+            unidentified_blocked: s.unidentified_blocked.get(),
+            malformed: s.malformed_total(),
+            enobufs: s.enobufs.get(),
+            channel_full: s.channel_full.get(),
+            verdict_errors: s.verdict_errors.get() + s.protocol_errors.get(),
+            since_heartbeat_ms: s.since_beat_ms(),
+            kernel: kernel.get(queue).cloned(),
+        })
+        .collect();
+    let blocked = shared.blocked();
+    StatusReply {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_at: unix(shared.started),
+        uptime_secs: shared.started.elapsed().map_or(0, |d| d.as_secs()),
+        fail_open: shared.opts.fail_open,
+        rules: RulesInfo {
+            file: shared.opts.rules.display().to_string(),
+            generation: active.generation,
+            loaded_at: unix(active.loaded_at),
+            summary: active.ruleset.summary(),
+            ports: active
+                .ruleset
+                .ports
+                .iter()
+                .map(|p| PortInfo {
+                    port: p.port,
+                    proto: p.proto,
+                    mode: p.mode,
+                })
+                .collect(),
+            prefixes_ipv4: v4,
+            prefixes_ipv6: v6,
+        },
+        last_reload: shared.last_reload().map(|r| LastReload {
+            at: unix(r.at),
+            ok: r.ok,
+            errors: r.errors,
+        }),
+        queues,
+        blocked: BlockedInfo {
+            entries: blocked.len(),
+            capacity: blocked.capacity(),
+            evicted: blocked.evicted(),
+        },
+        capabilities: kernel::effective_caps(),
+    }
+}
