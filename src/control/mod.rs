@@ -34,7 +34,7 @@ pub enum ControlError {
         source: io::Error,
     },
     /// No daemon listens on the socket.
-    #[error("portgate is not running: {reason} (is the daemon up, and is --control the same?)")]
+    #[error("the daemon is not running: {reason} (is it up, and is --control the same?)")]
     NotRunning { reason: String },
     /// Talking to the daemon failed midway.
     #[error("talking to portgate on {path}: {source}")]

@@ -219,7 +219,7 @@ pub fn blocked(b: &BlockedReply, since: Option<&str>) -> String {
     };
     let _ = writeln!(
         out,
-        "{} shown of {} unidentified source/port pairs{}; the record holds {} of {} ({} evicted, least recently seen first)",
+        "{} shown of {} unidentified source/port pairs{}; the record holds {} of {} (when full, the least recently seen go first; {} so far)",
         b.entries.len(),
         b.matching,
         since
