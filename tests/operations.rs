@@ -383,7 +383,7 @@ fn the_control_socket_belongs_to_one_daemon() {
     let out = first.client(&["status"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("portgate is not running"),
+        text(&out.stderr).contains("the daemon is not running: no control socket at"),
         "{}",
         text(&out.stderr)
     );
