@@ -109,6 +109,13 @@ pub struct RunArgs {
     /// (about 100 bytes each); when full, the least recently seen go first.
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub blocked_capacity: usize,
+    /// Read the rules file even when someone other than root and the
+    /// daemon's user could write it (or its directory).
+    #[arg(long)]
+    pub insecure_rules: bool,
+    /// Fault injection for tests: a worker panics after this many packets.
+    #[arg(long, value_name = "N", hide = true)]
+    pub test_panic_after: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -44,7 +44,7 @@ fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 fn reload(args: &ClientArgs) -> ExitCode {
-    let r: ReloadReply = match client::request(&args.control, &Request::Reload) {
+    let r: ReloadReply = match client::request(&args.control, &Request::Reload {}) {
         Ok(r) => r,
         Err(e) => return client_error(&e),
     };
@@ -63,7 +63,7 @@ fn reload(args: &ClientArgs) -> ExitCode {
 }
 
 fn status(args: &ClientArgs) -> ExitCode {
-    match client::request::<StatusReply>(&args.control, &Request::Status) {
+    match client::request::<StatusReply>(&args.control, &Request::Status {}) {
         Ok(s) if args.json => print_json(&s),
         Ok(s) => print!("{}", render::status(&s)),
         Err(e) => return client_error(&e),
@@ -135,6 +135,8 @@ fn run(args: RunArgs) -> ExitCode {
         control: Some(args.control),
         metrics_file: args.metrics_file,
         metrics_interval: args.metrics_interval.max(Duration::from_millis(100)),
+        insecure_rules: args.insecure_rules,
+        test_panic_after: args.test_panic_after,
     };
     let daemon = match Daemon::new(opts) {
         Ok(d) => d,

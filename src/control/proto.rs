@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::rules::{Diagnostic, LoadError, Mode, Proto, Summary};
 
+/// No request names a file or anything else on the box: the daemon only
+/// ever reads its configured rules file and writes its configured metrics
+/// file. Unknown fields are refused, not ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Re-read the rules file and swap it in.
-    Reload,
-    Status,
+    Reload {},
+    Status {},
     /// Unidentified sources seen in the last `since_secs` seconds (all when
     /// `None`); with `top`, the `top` busiest, otherwise most recent first.
     Blocked {
@@ -188,8 +191,8 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         for r in [
-            Request::Reload,
-            Request::Status,
+            Request::Reload {},
+            Request::Status {},
             Request::Blocked {
                 since_secs: Some(3600),
                 top: None,
@@ -205,9 +208,17 @@ mod tests {
             assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
         }
         assert_eq!(
-            serde_json::to_string(&Request::Reload).unwrap(),
+            serde_json::to_string(&Request::Reload {}).unwrap(),
             r#"{"cmd":"reload"}"#
         );
+        for bad in [
+            r#"{"cmd":"reload","file":"/etc/shadow"}"#,
+            r#"{"cmd":"status","path":"/tmp/x"}"#,
+            r#"{"cmd":"blocked","since_secs":1,"top":2,"out":"/tmp/x"}"#,
+            r#"{"cmd":"write","file":"/etc/passwd"}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn unix(t: SystemTime) -> u64 {
 fn answer(req: Request, shared: &Shared) -> Response {
     let file = shared.opts.rules.display().to_string();
     match req {
-        Request::Reload => {
+        Request::Reload {} => {
             info!("reload requested on the control socket");
             match shared.reload() {
                 Ok(Reloaded { active, warnings }) => Response::Reload(ReloadReply {
@@ -151,7 +151,7 @@ fn answer(req: Request, shared: &Shared) -> Response {
                 }),
             }
         }
-        Request::Status => Response::Status(Box::new(status(shared))),
+        Request::Status {} => Response::Status(Box::new(status(shared))),
         Request::Blocked { since_secs, top } => {
             let since = since_secs
                 .and_then(|s| SystemTime::now().checked_sub(Duration::from_secs(s)))

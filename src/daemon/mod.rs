@@ -17,6 +17,7 @@
 pub mod blocked;
 pub mod kernel;
 pub mod metrics;
+pub mod privs;
 pub mod report;
 pub mod stats;
 pub mod worker;
@@ -66,6 +67,11 @@ pub struct Options {
     /// The Prometheus textfile to keep up to date, if any.
     pub metrics_file: Option<PathBuf>,
     pub metrics_interval: Duration,
+    /// Skip the StrictModes-like check of the rules file's permissions.
+    pub insecure_rules: bool,
+    /// For fault-injection tests only: a worker panics after judging this
+    /// many packets.
+    pub test_panic_after: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -77,6 +83,12 @@ pub enum RunError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Control(#[from] control::ControlError),
+    /// The rules file is writable by someone it should not be.
+    #[error("refusing the rules file: {0} (--insecure-rules overrides)")]
+    InsecureRules(String),
+    /// Dropping privileges failed.
+    #[error("cannot drop capabilities: {0}")]
+    Privileges(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("cannot start a thread: {0}")]
@@ -231,7 +243,7 @@ impl Shared {
         let started = Instant::now();
         let file = self.opts.rules.display().to_string();
         let current = self.active.load_full();
-        let loaded = match rules::load_file(&self.opts.rules) {
+        let loaded = match load_rules(&self.opts) {
             Ok(l) => l,
             Err(e) => {
                 error!(
@@ -273,6 +285,24 @@ impl Shared {
     }
 }
 
+/// Reads the rules file, after checking who could have written it.
+fn load_rules(opts: &Options) -> Result<rules::Loaded, LoadError> {
+    if !opts.insecure_rules {
+        if let Err(why) = privs::check_rules_file(&opts.rules) {
+            return Err(LoadError {
+                file: opts.rules.display().to_string(),
+                diagnostics: vec![rules::Diagnostic {
+                    severity: rules::Severity::Error,
+                    pos: rules::Pos::default(),
+                    message: format!("refusing to read it: {why}"),
+                    hint: Some("--insecure-rules overrides this check".into()),
+                }],
+            });
+        }
+    }
+    rules::load_file(&opts.rules)
+}
+
 pub struct Daemon {
     shared: Arc<Shared>,
 }
@@ -281,6 +311,9 @@ impl Daemon {
     /// Loads the rules; fails with every problem in the file when they are bad.
     pub fn new(opts: Options) -> Result<Daemon, RunError> {
         let started = Instant::now();
+        if !opts.insecure_rules {
+            privs::check_rules_file(&opts.rules).map_err(RunError::InsecureRules)?;
+        }
         let loaded = rules::load_file(&opts.rules).map_err(RunError::Rules)?;
         for w in &loaded.warnings {
             warn!("{}", w.render(&opts.rules.display().to_string()));
@@ -347,6 +380,15 @@ impl Daemon {
             })?);
         }
 
+        // Everything that needed more than CAP_NET_ADMIN is done. Before any
+        // thread starts (capabilities are per thread), give the rest up.
+        match privs::keep_only_net_admin().map_err(RunError::Privileges)? {
+            privs::CapsOutcome::Dropped { before } => {
+                info!("kept only CAP_NET_ADMIN (held {before} capabilities)")
+            }
+            privs::CapsOutcome::AlreadyMinimal => {}
+        }
+
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Control>();
         let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
             .map_err(RunError::Signals)?;
@@ -400,7 +442,10 @@ impl Daemon {
                     armed: true,
                     tx,
                 };
-                match worker::serve(&mut q, &sh.active, &stats, &events, &stop) {
+                let fault = worker::Fault {
+                    panic_after: sh.opts.test_panic_after,
+                };
+                match worker::serve(&mut q, &sh.active, &stats, &events, &stop, fault) {
                     Ok(()) => tomb.armed = !stop.load(Ordering::Relaxed),
                     Err(e) => tomb.reason = Some(e.to_string()),
                 }

@@ -25,6 +25,13 @@ const BATCH: usize = 64;
 /// beating its heart; an idle worker is not a stalled one.
 pub const IDLE_WAKE: Duration = Duration::from_millis(250);
 
+/// Faults a test can inject into a worker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fault {
+    /// Panic after judging this many packets.
+    pub panic_after: Option<u64>,
+}
+
 /// Serves one queue until `stop` is set (Ok) or an error it cannot continue
 /// after (Err). On stop the queue is unbound.
 pub fn serve(
@@ -33,11 +40,18 @@ pub fn serve(
     stats: &QueueStats,
     events: &Sender<Event>,
     stop: &AtomicBool,
+    fault: Fault,
 ) -> Result<(), QueueError> {
     let queue = q.number();
     let mut current = Cache::new(active);
     while !stop.load(Ordering::Relaxed) {
         stats.beat();
+        if fault.panic_after.is_some_and(|n| stats.packets.get() >= n) {
+            panic!(
+                "injected fault: worker for queue {queue} panics after {} packets",
+                stats.packets.get()
+            );
+        }
         let rules: &Active = current.load();
         let b = q.serve_batch(IDLE_WAKE, BATCH, |payload| {
             let v = decision::decide(&rules.table, payload);

@@ -1,0 +1,162 @@
+//! What the daemon may do on the box, and what may be done to it.
+//!
+//! * [`keep_only_net_admin`]: once the queues and the control socket are
+//!   bound, a daemon started as root keeps CAP_NET_ADMIN (the kernel checks
+//!   it on every nfnetlink message, verdicts included) and nothing else:
+//!   not in its effective, permitted, inheritable or ambient sets, nor in
+//!   its bounding set, with no-new-privileges set.
+//! * [`check_rules_file`]: like sshd's StrictModes, the rules file and its
+//!   directory must not be writable by anyone but root and the daemon's own
+//!   user, because whoever can write the file decides who may send mail.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use rustix::thread::{CapabilitySet, CapabilitySets};
+
+/// What [`keep_only_net_admin`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapsOutcome {
+    /// The process held more; now it holds CAP_NET_ADMIN only.
+    Dropped { before: u32 },
+    /// It already held nothing beyond CAP_NET_ADMIN (e.g. started by
+    /// systemd with `CapabilityBoundingSet=CAP_NET_ADMIN`).
+    AlreadyMinimal,
+}
+
+/// Reduces the calling thread, and every thread it starts afterwards, to
+/// CAP_NET_ADMIN. Call it before starting threads: capabilities are per
+/// thread.
+pub fn keep_only_net_admin() -> std::io::Result<CapsOutcome> {
+    let cur = rustix::thread::capabilities(None).map_err(os)?;
+    let keep = CapabilitySet::NET_ADMIN & cur.permitted;
+    let extra =
+        (cur.permitted | cur.effective | cur.inheritable).difference(CapabilitySet::NET_ADMIN);
+    // The bounding set goes first, while CAP_SETPCAP is still effective.
+    let mut bounding_left = false;
+    for bit in 0..64 {
+        let cap = CapabilitySet::from_bits_retain(1u64 << bit);
+        if cap == CapabilitySet::NET_ADMIN {
+            continue;
+        }
+        if rustix::thread::capability_is_in_bounding_set(cap).unwrap_or(false) {
+            bounding_left |= rustix::thread::remove_capability_from_bounding_set(cap).is_err();
+        }
+    }
+    let _ = rustix::thread::clear_ambient_capability_set();
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: keep,
+            permitted: keep,
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(os)?;
+    rustix::thread::set_no_new_privs(true).map_err(os)?;
+    let _ = bounding_left; // Without CAP_SETPCAP the bounding set is the supervisor's.
+    Ok(if extra.is_empty() {
+        CapsOutcome::AlreadyMinimal
+    } else {
+        CapsOutcome::Dropped {
+            before: (cur.permitted | cur.effective).bits().count_ones(),
+        }
+    })
+}
+
+fn os(e: rustix::io::Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// Why a rules file may not be trusted, or `Ok` when it may.
+pub fn check_rules_file(path: &Path) -> Result<(), String> {
+    let me = rustix::process::geteuid().as_raw();
+    let trusted = |uid: u32| uid == 0 || uid == me;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.mode();
+    if !trusted(meta.uid()) {
+        return Err(format!(
+            "{} is owned by uid {}: only root or the daemon's user (uid {me}) may own the rules file",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by {} (mode {:04o}): only its owner may be able to change the rules (chmod go-w)",
+            path.display(),
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            mode & 0o7777
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dmeta =
+        std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let dmode = dmeta.mode();
+    if !trusted(dmeta.uid()) {
+        return Err(format!(
+            "{} (the rules file's directory) is owned by uid {}: someone else could replace the file",
+            dir.display(),
+            dmeta.uid()
+        ));
+    }
+    // A sticky directory (like /tmp) lets nobody replace a file they do not own.
+    if dmode & 0o022 != 0 && dmode & 0o1000 == 0 {
+        return Err(format!(
+            "{} (the rules file's directory) is writable by others (mode {:04o}): someone else could replace the file (chmod go-w)",
+            dir.display(),
+            dmode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn strict_modes() {
+        let dir = std::env::temp_dir().join(format!("portgate-privs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = dir.join("rules.yaml");
+        std::fs::write(&f, "x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(check_rules_file(&f), Ok(()));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = check_rules_file(&f).unwrap_err();
+        assert!(e.contains("writable by its group (mode 0664)"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o646)).unwrap();
+        assert!(
+            check_rules_file(&f)
+                .unwrap_err()
+                .contains("writable by everyone")
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            check_rules_file(&f)
+                .unwrap_err()
+                .contains("directory) is writable by others")
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(check_rules_file(&f), Ok(()));
+        assert!(
+            check_rules_file(&dir.join("missing"))
+                .unwrap_err()
+                .contains("cannot read")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
