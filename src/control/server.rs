@@ -45,7 +45,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     rustix::process::umask(old);
     let listener = listener.map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    // Accept with a timeout, so the thread sees the daemon stopping.
+    // Accept only after poll says a connection waits, so the thread also
+    // sees the daemon stopping.
     listener.set_nonblocking(true).map_err(err)?;
     Ok(listener)
 }
@@ -59,12 +60,21 @@ pub fn remove(path: &Path) {
 pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
     let me = rustix::process::geteuid();
     while !stop.load(Ordering::Relaxed) {
+        // Wait for a connection, waking now and then to see the stop flag.
+        let mut fds = [rustix::event::PollFd::new(
+            listener,
+            rustix::event::PollFlags::IN,
+        )];
+        let tick = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 250_000_000,
+        };
+        if !matches!(rustix::event::poll(&mut fds, Some(&tick)), Ok(n) if n > 0) {
+            continue;
+        }
         let stream = match listener.accept() {
             Ok((s, _)) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 warn!("control socket: accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(200));

@@ -193,6 +193,53 @@ impl Lab {
         }
     }
 
+    /// Counts, at "the internet" (the net namespace's INPUT chain), the
+    /// TCP SYNs to `port` that arrive from each of `sources`: what the
+    /// gateway let through, measured at the far side.
+    pub fn count_arrivals(&self, port: u16, sources: &[&str]) {
+        for src in sources {
+            let tool = if src.contains(':') {
+                "ip6tables"
+            } else {
+                "iptables"
+            };
+            run_ok(self.cmd(Ns::Net, tool).args([
+                "-A",
+                "INPUT",
+                "-s",
+                src,
+                "-p",
+                "tcp",
+                "--dport",
+                &port.to_string(),
+                "--syn",
+            ]));
+        }
+    }
+
+    /// How many SYNs from `src` arrived at the net namespace (see
+    /// [`Lab::count_arrivals`]).
+    pub fn arrivals(&self, src: &str) -> u64 {
+        let tool = if src.contains(':') {
+            "ip6tables"
+        } else {
+            "iptables"
+        };
+        let out = run_ok(
+            self.cmd(Ns::Net, tool)
+                .args(["-L", "INPUT", "-n", "-v", "-x"]),
+        );
+        let want = if src.contains(':') {
+            src.to_owned()
+        } else {
+            format!("{src} ")
+        };
+        out.lines()
+            .filter(|l| l.contains(&want) || l.split_whitespace().any(|w| w == src))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Sends `count` TCP SYNs with hping3 from `from` (in `ns`) to `to`:`port`.
     pub fn syns(&self, ns: Ns, from: &str, to: &str, port: u16, count: u32) {
         let out = run(self.cmd(ns, "hping3").args([
