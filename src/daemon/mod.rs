@@ -14,6 +14,7 @@
 //! is the one recovery that is certain to work.
 
 pub mod blocked;
+pub mod notify;
 pub mod report;
 pub mod stats;
 pub mod worker;
@@ -23,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
@@ -152,6 +153,7 @@ impl Daemon {
     /// returned.
     pub fn reload(&self) -> Result<Arc<Active>, LoadError> {
         let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        notify::reloading();
         let started = Instant::now();
         let file = self.opts.rules.display().to_string();
         let current = self.active.load();
@@ -162,6 +164,7 @@ impl Daemon {
                     "reload of {file} failed; generation {} stays in force:\n{e}",
                     current.generation
                 );
+                notify::ready(&status(&current));
                 return Err(e);
             }
         };
@@ -183,6 +186,7 @@ impl Daemon {
             next.ruleset.summary(),
             started.elapsed().as_millis()
         );
+        notify::ready(&status(&next));
         Ok(next)
     }
 
@@ -268,6 +272,7 @@ impl Daemon {
             }
         );
 
+        notify::ready(&status(&self.active()));
         let res = self.wait(&ctl_rx);
         // Workers block in the kernel and end with the process; let the
         // reporter write its last summary first.
@@ -277,8 +282,12 @@ impl Daemon {
     }
 
     fn wait(&self, ctl: &Receiver<Control>) -> Result<(), RunError> {
+        let mut watchdog = notify::Watchdog::from_env();
         loop {
-            match ctl.recv() {
+            let got = ctl.recv_timeout(watchdog.wait());
+            watchdog.tick();
+            match got {
+                Err(RecvTimeoutError::Timeout) => {}
                 Ok(Control::Signal(SIGHUP)) => {
                     info!("SIGHUP: reloading {}", self.opts.rules.display());
                     let _ = self.reload();
@@ -286,6 +295,7 @@ impl Daemon {
                 Ok(Control::Signal(s)) => {
                     let name = if s == SIGINT { "SIGINT" } else { "SIGTERM" };
                     info!("{name}: stopping");
+                    notify::stopping();
                     return Ok(());
                 }
                 Ok(Control::WorkerStopped { queue, reason }) => {
@@ -300,4 +310,14 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The one line `systemctl status` shows for the rules in force.
+fn status(active: &Active) -> String {
+    format!(
+        "generation {} of {}: {}",
+        active.generation,
+        active.file.display(),
+        active.ruleset.summary()
+    )
 }
