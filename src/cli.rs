@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::rules::Proto;
 
@@ -31,6 +31,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Show how the rules judge an address on a port, and which entry decides.
     Explain(ExplainArgs),
+    /// Write a man page or a shell completion script to stdout (used when
+    /// building the package).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +74,26 @@ pub struct ExplainArgs {
     /// The transport protocol.
     #[arg(long, default_value = "tcp", value_parser = parse_proto)]
     pub proto: Proto,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: Generated,
+}
+
+/// What `portgate generate` writes (see [`crate::docs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// The man page portgate(8).
+    Man,
+    /// The man page portgate-rules(5), the permit file's format.
+    RulesMan,
+    /// bash completion.
+    CompleteBash,
+    /// zsh completion.
+    CompleteZsh,
 }
 
 fn parse_proto(s: &str) -> Result<Proto, String> {

@@ -8,13 +8,15 @@
 //!   longest-prefix permit table).
 //! * [`rules`]: the permit file — YAML in, a validated [`rules::Ruleset`]
 //!   out, every problem reported with its line and column.
-//! * [`explain`] and [`cli`]: what the command line shows and parses.
+//! * [`explain`] and [`cli`]: what the command line shows and parses;
+//!   [`docs`]: the man pages and completions generated from them.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod daemon;
 pub mod decision;
+pub mod docs;
 pub mod explain;
 pub mod packet;
 pub mod rules;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use log::error;
 
-use portgate::cli::{CheckArgs, Cli, Command, ExplainArgs, RunArgs};
+use portgate::cli::{CheckArgs, Cli, Command, ExplainArgs, Generated, RunArgs};
 use portgate::daemon::{Daemon, Options, RunError};
 use portgate::rules;
 use portgate::table::Table;
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Check(args) => check(&args),
         Command::Explain(args) => explain(&args),
+        Command::Generate(args) => generate(args.what),
     }
 }
 
@@ -127,4 +128,14 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         portgate::explain::explain(&loaded.ruleset, &table, args.address, args.port, args.proto);
     print!("{}", ex.render(&loaded.ruleset, &file));
     ExitCode::SUCCESS
+}
+
+fn generate(what: Generated) -> ExitCode {
+    match portgate::docs::generate(what, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portgate generate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
