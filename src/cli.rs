@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::control::DEFAULT_SOCKET;
 use crate::rules::Proto;
@@ -51,6 +51,10 @@ pub enum Command {
     /// and whom to call. Asks the running daemon; with --rules, or when no
     /// daemon runs, reads the rules file.
     Explain(ExplainArgs),
+    /// Write a man page or a shell completion script to stdout (used when
+    /// building the package).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +144,26 @@ pub struct ExplainArgs {
     /// The transport protocol.
     #[arg(long, default_value = "tcp", value_parser = parse_proto)]
     pub proto: Proto,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: Generated,
+}
+
+/// What `portgate generate` writes (see [`crate::docs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// The man page portgate(8).
+    Man,
+    /// The man page portgate-rules(5), the permit file's format.
+    RulesMan,
+    /// bash completion.
+    CompleteBash,
+    /// zsh completion.
+    CompleteZsh,
 }
 
 fn parse_proto(s: &str) -> Result<Proto, String> {

@@ -12,7 +12,8 @@
 //!   out, every problem reported with its line and column.
 //! * [`control`]: the control socket between the daemon and the `reload`,
 //!   `status`, `blocked` and `explain` commands.
-//! * [`explain`] and [`cli`]: what the command line shows and parses.
+//! * [`explain`] and [`cli`]: what the command line shows and parses;
+//!   [`docs`]: the man pages and completions generated from them.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod decision;
+pub mod docs;
 pub mod explain;
 pub mod packet;
 pub mod queue;

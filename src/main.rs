@@ -8,7 +8,8 @@ use clap::Parser;
 use log::error;
 
 use portgate::cli::{
-    BlockedArgs, CheckArgs, Cli, ClientArgs, Command, DEFAULT_RULES, ExplainArgs, RunArgs,
+    BlockedArgs, CheckArgs, Cli, ClientArgs, Command, DEFAULT_RULES, ExplainArgs, Generated,
+    RunArgs,
 };
 use portgate::control::proto::{BlockedReply, ExplainReply, ReloadReply, Request, StatusReply};
 use portgate::control::{ControlError, client, render};
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => reload(&args),
         Command::Status(args) => status(&args),
         Command::Blocked(args) => blocked(&args),
+        Command::Generate(args) => generate(args.what),
     }
 }
 
@@ -241,4 +243,14 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn generate(what: Generated) -> ExitCode {
+    match portgate::docs::generate(what, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portgate generate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

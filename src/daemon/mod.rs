@@ -17,6 +17,7 @@
 pub mod blocked;
 pub mod kernel;
 pub mod metrics;
+pub mod notify;
 pub mod privs;
 pub mod report;
 pub mod stats;
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
@@ -240,6 +241,7 @@ impl Shared {
     /// returned.
     pub fn reload(&self) -> Result<Reloaded, Refused> {
         let _serial = lock(&self.reload_lock);
+        notify::reloading();
         let started = Instant::now();
         let file = self.opts.rules.display().to_string();
         let current = self.active.load_full();
@@ -255,6 +257,7 @@ impl Shared {
                     ok: false,
                     errors: e.errors().count(),
                 });
+                notify::ready(&status(&current));
                 return Err(Refused {
                     active: current,
                     error: e,
@@ -278,6 +281,7 @@ impl Shared {
             next.ruleset.summary(),
             started.elapsed().as_millis()
         );
+        notify::ready(&status(&next));
         Ok(Reloaded {
             active: next,
             warnings,
@@ -462,6 +466,7 @@ impl Daemon {
             if opts.fail_open { "open" } else { "closed" }
         );
 
+        notify::ready(&status(&shared.active()));
         let res = self.wait(&ctl_rx);
         // Workers notice within one idle wake, answer what they hold, and
         // unbind their queues.
@@ -495,8 +500,29 @@ impl Daemon {
     }
 
     fn wait(&self, ctl: &Receiver<Control>) -> Result<(), RunError> {
+        let mut watchdog = notify::Watchdog::from_env();
+        let mut stalled_before = false;
         loop {
-            match ctl.recv() {
+            let got = ctl.recv_timeout(watchdog.wait());
+            // The watchdog vouches for the workers, not for this thread: a
+            // worker that has not gone round its loop for STALLED_AFTER
+            // withholds the ping, so systemd restarts a daemon whose
+            // packets wait forever.
+            let stalled = self.stalled_workers();
+            if stalled.is_empty() {
+                watchdog.tick();
+                if stalled_before {
+                    info!("all workers running again");
+                }
+            } else if !stalled_before {
+                warn!(
+                    "stalled: {}; withholding the watchdog ping",
+                    stalled.join(", ")
+                );
+            }
+            stalled_before = !stalled.is_empty();
+            match got {
+                Err(RecvTimeoutError::Timeout) => {}
                 Ok(Control::Signal(SIGHUP)) => {
                     info!("SIGHUP: reloading {}", self.shared.opts.rules.display());
                     let _ = self.shared.reload();
@@ -504,6 +530,7 @@ impl Daemon {
                 Ok(Control::Signal(s)) => {
                     let name = if s == SIGINT { "SIGINT" } else { "SIGTERM" };
                     info!("{name}: stopping");
+                    notify::stopping();
                     return Ok(());
                 }
                 Ok(Control::WorkerStopped { queue, reason }) => {
@@ -520,6 +547,21 @@ impl Daemon {
     }
 }
 
+/// A worker whose loop has not run for this long is stalled: it wakes at
+/// least every [`worker::IDLE_WAKE`] even with no traffic.
+const STALLED_AFTER_MS: u64 = 5_000;
+
+impl Daemon {
+    fn stalled_workers(&self) -> Vec<String> {
+        self.shared
+            .stats
+            .iter()
+            .filter(|(_, s)| s.since_beat_ms() > STALLED_AFTER_MS)
+            .map(|(q, s)| format!("queue {q} worker silent for {} ms", s.since_beat_ms()))
+            .collect()
+    }
+}
+
 fn spawn(
     name: &str,
     f: impl FnOnce() + Send + 'static,
@@ -528,4 +570,13 @@ fn spawn(
         .name(name.to_owned())
         .spawn(f)
         .map_err(RunError::Thread)
+}
+
+/// The one line `systemctl status` shows for the rules in force.
+fn status(active: &Active) -> String {
+    format!(
+        "generation {}: {}",
+        active.generation,
+        active.ruleset.summary()
+    )
 }

@@ -42,7 +42,7 @@ pub enum Event {
 
 /// Distinct sources counted exactly per summary interval; beyond this the
 /// summary says "at least".
-const MAX_INTERVAL_SOURCES: usize = 65_536;
+const MAX_INTERVAL_SOURCES: usize = 16_384;
 
 /// Log lines for first sightings allowed per second, and the burst.
 const LINES_PER_SEC: f64 = 10.0;
