@@ -1,0 +1,182 @@
+//! The command line without a lab: check, explain from a file, the exit
+//! codes, and log lines fit for the journal.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const PORTGATE: &str = env!("CARGO_BIN_EXE_portgate");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn portgate(args: &[&str]) -> Output {
+    Command::new(PORTGATE).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("portgate-cli-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn check_summarises_or_lists_every_problem() {
+    let example = repo().join("rules/example.yaml");
+    let out = portgate(&["check", example.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}: ok: 2 sites, 4 permits, 1 blocks, 2 judged ports\n",
+            example.display()
+        )
+    );
+
+    let dir = scratch("check");
+    let bad = dir.join("bad.yaml");
+    fs::write(
+        &bad,
+        fs::read_to_string(&example)
+            .unwrap()
+            .replace("192.0.2.0/28", "192.0.2.5/28")
+            .replace("    blocks:", "    blokcs:"),
+    )
+    .unwrap();
+    let out = portgate(&["check", example.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    // The good file still gets its summary; the bad one every problem.
+    assert!(text(&out.stdout).contains("example.yaml: ok"));
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}:37:13: error: 192.0.2.5/28 has host bits set",
+            bad.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{}:43:5: error: unknown key `blokcs` in a site",
+            bad.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: did you mean `blocks`?"));
+    assert!(
+        err.trim_end()
+            .ends_with("rejected: 2 errors; nothing was changed")
+    );
+
+    let out = portgate(&["check", dir.join("missing.yaml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("missing.yaml: error: cannot read:"));
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn explain_from_a_file() {
+    let example = repo().join("rules/example.yaml");
+    let ex = example.to_str().unwrap();
+    let out = portgate(&["explain", "--rules", ex, "192.0.2.10", "25"]);
+    assert!(out.status.success());
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("ACCEPT 192.0.2.10 port 25/tcp: identified\n"),
+        "{t}"
+    );
+    assert!(t.contains("decided by permit 192.0.2.10/32 (ports 25)"));
+    assert!(t.contains("device: Mail relay (Postfix)"));
+
+    let out = portgate(&["explain", "--rules", ex, "2001:db8:10::99", "587"]);
+    assert!(text(&out.stdout).starts_with("ACCEPT 2001:db8:10::99 port 587/tcp: identified"));
+    let out = portgate(&["explain", "--rules", ex, "198.51.100.99", "25"]);
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("DROP 198.51.100.99 port 25/tcp: unidentified"),
+        "{t}"
+    );
+    assert!(t.contains("no entry covers 198.51.100.99 for port 25/tcp"));
+    let out = portgate(&["explain", "--rules", ex, "198.51.100.99", "80"]);
+    assert!(text(&out.stdout).starts_with("ACCEPT 198.51.100.99 port 80/tcp: not judged"));
+    let out = portgate(&[
+        "explain",
+        "--rules",
+        ex,
+        "192.0.2.13",
+        "25",
+        "--proto",
+        "udp",
+    ]);
+    assert!(text(&out.stdout).starts_with("ACCEPT 192.0.2.13 port 25/udp: not judged"));
+    let out = portgate(&["explain", "--rules", ex, "--json", "192.0.2.13", "25"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["verdict"], "DROP");
+
+    let out = portgate(&["explain", "--rules", ex, "not-an-address", "25"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("invalid value 'not-an-address'"));
+}
+
+#[test]
+fn clients_without_a_daemon_exit_2() {
+    let dir = scratch("nodaemon");
+    let sock = dir.join("control.sock");
+    for cmd in ["reload", "status", "blocked"] {
+        let out = portgate(&[cmd, "--control", sock.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(
+            text(&out.stderr).contains("the daemon is not running: no control socket at"),
+            "{cmd}: {}",
+            text(&out.stderr)
+        );
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn under_systemd_log_lines_carry_a_priority_and_no_timestamp() {
+    let dir = scratch("journal");
+    let rules = dir.join("rules.yaml");
+    fs::write(&rules, "ports: [\n").unwrap();
+    let log = dir.join("stderr");
+    let stderr = fs::File::create(&log).unwrap();
+    let meta = stderr.metadata().unwrap();
+    // systemd sets JOURNAL_STREAM to the device and inode of stderr.
+    let status = Command::new(PORTGATE)
+        .args(["run", "--rules", rules.to_str().unwrap(), "--control"])
+        .arg(dir.join("control.sock"))
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(stderr)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let t = fs::read_to_string(&log).unwrap();
+    let first = t.lines().next().unwrap();
+    assert!(first.starts_with("<3>not starting: "), "{t}");
+    assert!(
+        !first.contains("Z ") && !first.contains('['),
+        "no timestamp of our own: {first}"
+    );
+
+    // Not the journal: a timestamp and a level word.
+    let out = portgate(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--control",
+        dir.join("c2").to_str().unwrap(),
+    ]);
+    let t = text(&out.stderr);
+    assert!(t.starts_with('[') && t.contains("ERROR"), "{t}");
+    let _ = fs::remove_dir_all(dir);
+}
