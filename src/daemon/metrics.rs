@@ -1,6 +1,6 @@
 //! Prometheus metrics, written to a node_exporter textfile-collector file.
 //!
-//! Contract: [`write`] replaces the file atomically (a temporary file in the
+//! Contract: [`write()`] replaces the file atomically (a temporary file in the
 //! same directory, then rename), so the collector never reads half a file.
 //! The metric names and labels are documented in the README; counters never
 //! go backwards while the daemon runs.

@@ -6,7 +6,7 @@
 //! its man page), so the options in portgate(8) and in the completions are
 //! the clap definitions the binary parses ([`crate::cli`]), and the format
 //! in portgate-rules(5) is the reference kept next to the loader's shapes
-//! ([`rules_page`]). Prose is written in a small markup (see [`Block`]) and
+//! (`rules_page`). Prose is written in a small markup (see `Block`) and
 //! rendered with the `roff` crate, which clap_mangen also uses.
 
 mod rules_page;
