@@ -1,7 +1,8 @@
 //! The record of unidentified traffic: which sources tried which judged
 //! port, how often, first and last seen.
 //!
-//! Contract: memory is bounded by the capacity given at construction. When
+//! Contract: memory is fixed by the capacity given at construction (about
+//! 128 bytes per entry of capacity, allocated up front). When
 //! the table is full and a new source arrives, the least recently seen
 //! eighth of the table is evicted in one sweep, so a flood of forged sources
 //! costs amortised O(log n) per new source and can only push out the
@@ -37,9 +38,98 @@ pub struct Record {
 }
 
 pub struct BlockedTable {
-    map: HashMap<Key, Record>,
+    map: HashMap<Packed, Entry>,
     capacity: usize,
     evicted: u64,
+    /// Scratch space for eviction, kept so that evicting allocates nothing.
+    by_age: Vec<(u32, Packed)>,
+}
+
+/// A [`Key`] in 20 bytes: the address as 16 bytes, the family and protocol
+/// in one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Packed {
+    addr: [u8; 16],
+    port: u16,
+    /// Bit 0: IPv6; bit 1: UDP.
+    kind: u8,
+}
+
+/// A [`Record`] in 40 bytes: times as whole seconds since the Unix epoch.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    count: u64,
+    first: u32,
+    last: u32,
+    last_dst: [u8; 16],
+    /// Bit 0: `last_dst` is IPv6; bit 1: monitored; bit 2: blocked.
+    flags: u8,
+}
+
+fn pack_addr(a: Addr) -> ([u8; 16], bool) {
+    match a {
+        Addr::V4(v) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v.to_be_bytes());
+            (b, false)
+        }
+        Addr::V6(v) => (v.to_be_bytes(), true),
+    }
+}
+
+fn unpack_addr(b: [u8; 16], v6: bool) -> Addr {
+    if v6 {
+        Addr::V6(u128::from_be_bytes(b))
+    } else {
+        Addr::V4(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+impl Packed {
+    fn new(k: Key) -> Packed {
+        let (addr, v6) = pack_addr(k.src);
+        Packed {
+            addr,
+            port: k.port,
+            kind: u8::from(v6) | (u8::from(k.proto == Proto::Udp) << 1),
+        }
+    }
+
+    fn key(self) -> Key {
+        Key {
+            src: unpack_addr(self.addr, self.kind & 1 != 0),
+            port: self.port,
+            proto: if self.kind & 2 != 0 { Proto::Udp } else { Proto::Tcp },
+        }
+    }
+}
+
+fn secs(t: SystemTime) -> u32 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+fn time(s: u32) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(s))
+}
+
+impl Entry {
+    fn record(&self) -> Record {
+        Record {
+            count: self.count,
+            first: time(self.first),
+            last: time(self.last),
+            last_dst: unpack_addr(self.last_dst, self.flags & 1 != 0),
+            monitored: self.flags & 2 != 0,
+            blocked: self.flags & 4 != 0,
+        }
+    }
+
+    fn set_last(&mut self, dst: Addr, monitored: bool, blocked: bool) {
+        let (d, v6) = pack_addr(dst);
+        self.last_dst = d;
+        self.flags = u8::from(v6) | (u8::from(monitored) << 1) | (u8::from(blocked) << 2);
+    }
 }
 
 /// Whether an observation created a new record.
@@ -53,9 +143,13 @@ impl BlockedTable {
     pub fn new(capacity: usize) -> BlockedTable {
         let capacity = capacity.max(8);
         BlockedTable {
-            map: HashMap::with_capacity(capacity),
+            // Twice the entries it will ever hold: removals leave tombstones,
+            // and a hash table at most half full cleans them up in place
+            // instead of growing, so memory is fixed from the start.
+            map: HashMap::with_capacity(2 * capacity),
             capacity,
             evicted: 0,
+            by_age: Vec::with_capacity(capacity),
         }
     }
 
@@ -67,38 +161,37 @@ impl BlockedTable {
         monitored: bool,
         blocked: bool,
     ) -> Seen {
-        if let Some(r) = self.map.get_mut(&key) {
-            r.count += 1;
-            r.last = r.last.max(at);
-            r.last_dst = dst;
-            r.monitored = monitored;
-            r.blocked = blocked;
+        let k = Packed::new(key);
+        let at = secs(at);
+        if let Some(e) = self.map.get_mut(&k) {
+            e.count += 1;
+            e.last = e.last.max(at);
+            e.set_last(dst, monitored, blocked);
             return Seen::Again;
         }
         if self.map.len() >= self.capacity {
             self.evict();
         }
-        self.map.insert(
-            key,
-            Record {
-                count: 1,
-                first: at,
-                last: at,
-                last_dst: dst,
-                monitored,
-                blocked,
-            },
-        );
+        let mut e = Entry {
+            count: 1,
+            first: at,
+            last: at,
+            last_dst: [0; 16],
+            flags: 0,
+        };
+        e.set_last(dst, monitored, blocked);
+        self.map.insert(k, e);
         Seen::New
     }
 
     /// Drops the least recently seen eighth (at least one record).
     fn evict(&mut self) {
         let n = (self.capacity / 8).max(1);
-        let mut by_age: Vec<(SystemTime, Key)> =
-            self.map.iter().map(|(k, r)| (r.last, *k)).collect();
-        by_age.select_nth_unstable(n - 1);
-        for (_, k) in &by_age[..n] {
+        self.by_age.clear();
+        self.by_age
+            .extend(self.map.iter().map(|(k, e)| (e.last, *k)));
+        self.by_age.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+        for (_, k) in &self.by_age[..n] {
             self.map.remove(k);
         }
         self.evicted += n as u64;
@@ -123,11 +216,12 @@ impl BlockedTable {
 
     /// Records last seen at or after `since`, most recent first.
     pub fn recent(&self, since: SystemTime) -> Vec<(Key, Record)> {
+        let since = secs(since);
         let mut v: Vec<(Key, Record)> = self
             .map
             .iter()
-            .filter(|(_, r)| r.last >= since)
-            .map(|(k, r)| (*k, *r))
+            .filter(|(_, e)| e.last >= since)
+            .map(|(k, e)| (k.key(), e.record()))
             .collect();
         v.sort_by(|a, b| b.1.last.cmp(&a.1.last).then(a.0.cmp(&b.0)));
         v
