@@ -67,9 +67,14 @@ fi
 work=$(mktemp -d /tmp/portgate-pkgtest.XXXXXX)
 root=$work/root
 nspawn_pid=
+debootstrap_pid=
 cleanup() {
     local rc=$?
     set +e
+    if [ -n "$debootstrap_pid" ] && kill -0 "$debootstrap_pid" 2>/dev/null; then
+        kill -TERM -- "-$debootstrap_pid" # its own process group (setsid)
+        wait "$debootstrap_pid" 2>/dev/null
+    fi
     if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
         # systemd-nspawn turns SIGTERM into an orderly shutdown of the
         # container; SIGKILL if it takes too long.
@@ -81,8 +86,8 @@ cleanup() {
     # Nothing stays mounted under the root before it is deleted.
     findmnt -rno TARGET | grep -F "$root/" | sort -r | xargs -r -n1 umount -l
     rm -rf --one-file-system "$work"
-    summary
     printf 'packaging/test.sh took %d s\n' $((SECONDS - started))
+    summary
     [ "$failed" = 0 ] || rc=1
     exit "$rc"
 }
@@ -93,6 +98,17 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     lintian debootstrap systemd-container iproute2 util-linux procps >/dev/null
+# debootstrap (mostly waiting for the mirror) runs while cargo builds.
+mkdir -p "$root"
+if [ -s "$cache" ] && [ -z "${PORTGATE_FRESH:-}" ]; then
+    from_cache=yes
+else
+    from_cache=no
+    setsid debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror" \
+        >"$work/debootstrap.log" 2>&1 &
+    debootstrap_pid=$!
+fi
+
 if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
     cargo install --quiet --locked cargo-deb --version "$cargo_deb_version"
 fi
@@ -111,13 +127,12 @@ check "lintian: no errors, no warnings" \
 lintian --display-info "$deb1" 2>/dev/null | sed 's/^/         /' || true
 
 step "debootstrap Debian $suite"
-mkdir -p "$root"
-if [ -s "$cache" ] && [ -z "${PORTGATE_FRESH:-}" ]; then
+if [ "$from_cache" = yes ]; then
     tar -C "$root" -xf "$cache"
     echo "   from the cache $cache"
 else
-    debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror" \
-        >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; die "debootstrap"; }
+    wait "$debootstrap_pid" || { tail -20 "$work/debootstrap.log"; die "debootstrap"; }
+    debootstrap_pid=
     mkdir -p "$(dirname "$cache")"
     tar -C "$root" -cf "$cache.tmp" . && mv "$cache.tmp" "$cache"
 fi
@@ -137,7 +152,6 @@ mkdir -p "$root/tmp/debs"
 cp "$deb1" "$deb2" "$root/tmp/debs/"
 pkg1=/tmp/debs/$(basename "$deb1")
 pkg2=/tmp/debs/$(basename "$deb2")
-
 
 step "chroot: install"
 listing >"$work/before"
