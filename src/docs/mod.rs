@@ -326,9 +326,10 @@ const GATEWAY_8: &[Block] = &[
         `portgate` write there.",
     ),
     Para(
-        "The three steps after installing the package: edit `/etc/portgate/rules.yaml` \
-        (it permits nothing as shipped), load one of the example iptables fragments, \
-        and run `systemctl reload portgate`.",
+        "The steps after installing the package: edit `/etc/portgate/rules.yaml` (it \
+        permits nothing as shipped), run `systemctl reload portgate`, then load one of \
+        the example iptables fragments. In the other order, port 25 is closed to \
+        everybody between loading the rule and the reload.",
     ),
     Section("SIGNALS"),
     Item(
