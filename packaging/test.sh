@@ -266,7 +266,7 @@ echo "   the container's systemd: $state"
 check "portgate.service is active" in_ct systemctl is-active portgate
 [ "$(show ActiveState)" = active ] || in_ct journalctl -u portgate --no-pager -n 30 | sed 's/^/         | /'
 check "READY, and the rules in force as the unit's status" \
-    test "$(show StatusText)" = "generation 1 of /etc/portgate/rules.yaml: 0 sites, 0 permits, 0 blocks, 1 judged ports"
+    test "$(show StatusText)" = "generation 1: 0 sites, 0 permits, 0 blocks, 1 judged ports"
 only_net_admin() {
     local status
     status=/proc/$leader/root/proc/$(show MainPID)/status # the container's /proc
@@ -360,7 +360,7 @@ sites:
 RULES
 check "systemctl reload succeeds" reload
 generation2() {
-    [ "$(show StatusText)" = "generation 2 of /etc/portgate/rules.yaml: 1 sites, 2 permits, 0 blocks, 1 judged ports" ] &&
+    [ "$(show StatusText)" = "generation 2: 1 sites, 2 permits, 0 blocks, 1 judged ports" ] &&
         [ "$(show MainPID)" = "$pid1" ] && [ "$(show ActiveState)" = active ]
 }
 check "generation 2 in force, in the same process, active again (READY after RELOADING)" generation2
