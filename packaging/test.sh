@@ -8,7 +8,9 @@
 #     packaging/lintian-overrides);
 #  3. in a debootstrap'd Debian bookworm chroot: install, `portgate check` of
 #     the shipped conffile as the service's user, an operator's edit, upgrade
-#     (the edit stays), remove, purge (nothing is left: user, group, files);
+#     (the edit stays), remove, purge (nothing is left: user, group, files),
+#     install again and upgrade to a new template (it replaces the unedited
+#     file, which stays readable by the service);
 #  4. boots that root with systemd-nspawn: `systemd-analyze verify` prints
 #     nothing, the exposure score, the service reaches active, reloads apply
 #     a new permit and refuse a broken edit while it stays up, the watchdog
@@ -226,8 +228,25 @@ check "purged: no /etc/portgate, nothing named portgate, nothing in dpkg's datab
 listing >"$work/after"
 check "purged: the root has the files it had before the install" diff "$work/before" "$work/after"
 
-step "boot the root with systemd-nspawn, with the package installed"
+step "chroot: install again; a new template replaces an unedited conffile"
 apt_in_root reinstall.log install "$pkg2"
+# The same package, repacked with a changed template at a higher version:
+# dpkg replaces the unedited conffile (as root:root), and postinst gives it
+# back to the group portgate.
+repack=$work/repack
+dpkg-deb -R "$deb2" "$repack"
+sed -i "s/^Version: .*/Version: $v2+newtemplate/" "$repack/DEBIAN/control"
+echo '# a newer template' >>"$repack/etc/portgate/rules.yaml"
+dpkg-deb --root-owner-group -b "$repack" "$root/tmp/debs/newtemplate.deb" >/dev/null
+apt_in_root newtemplate.log install /tmp/debs/newtemplate.deb
+new_template() {
+    cmp "$repack/etc/portgate/rules.yaml" "$root/etc/portgate/rules.yaml" &&
+        [ "$(in_root stat -c '%U:%G %a' /etc/portgate/rules.yaml)" = "root:portgate 640" ] &&
+        [ "$(ls -A "$root/etc/portgate")" = rules.yaml ]
+}
+check "the new template is in place, root:portgate 0640, no .dpkg-* copy" new_template
+
+step "boot the root with systemd-nspawn, with the package installed"
 # The container's own network namespace (--private-network) is the gateway.
 # No machined, no systemd on the host: --register=no --keep-unit.
 systemd-nspawn --quiet --register=no --keep-unit --private-network --boot \
