@@ -319,9 +319,17 @@ const GATEWAY_8: &[Block] = &[
         options, override `ExecStart=` with `systemctl edit portgate`.",
     ),
     Para(
-        "The three steps after installing the package: edit `/etc/portgate/rules.yaml` \
-        (it permits nothing as shipped), load one of the example iptables fragments, \
-        and run `systemctl reload portgate`.",
+        "The service sees the file system read-only (`ProtectSystem=strict`) but for \
+        `/run/portgate`. To write `--metrics-file` for node_exporter, allow the \
+        directory in the same override, e.g. \
+        `ReadWritePaths=/var/lib/prometheus/node-exporter`, and let the user \
+        `portgate` write there.",
+    ),
+    Para(
+        "The steps after installing the package: edit `/etc/portgate/rules.yaml` (it \
+        permits nothing as shipped), run `systemctl reload portgate`, then load one of \
+        the example iptables fragments. In the other order, port 25 is closed to \
+        everybody between loading the rule and the reload.",
     ),
     Section("SIGNALS"),
     Item(
@@ -346,8 +354,9 @@ const GATEWAY_8: &[Block] = &[
         `portgate`, kept across upgrades.",
     ),
     Item(
-        "`/run/portgate/`",
-        "the running daemon's control socket (systemd's `RuntimeDirectory=`).",
+        "`/run/portgate/control.sock`",
+        "the running daemon's control socket, for `reload`, `status`, `blocked` and \
+        `explain` (mode 0600; its directory is the unit's `RuntimeDirectory=`).",
     ),
     Item(
         "`/usr/share/doc/portgate/examples/`",
@@ -359,7 +368,11 @@ const GATEWAY_8: &[Block] = &[
         a queue it cannot bind) or when a worker stops, so that systemd restarts it.",
     ),
     Bullet("`check`: 0 when every file is valid, 1 otherwise."),
-    Bullet("`explain`: 0, or 2 when the rules file cannot be loaded."),
+    Bullet(
+        "`reload`: 0 when the new rules are in force, 1 when they were refused (the \
+        old ones stay); `reload`, `status` and `blocked`: 2 when no daemon answers.",
+    ),
+    Bullet("`explain`: 0, or 2 when no daemon answers and the rules file cannot be loaded."),
     Section("EXAMPLES"),
     Code(
         "$ portgate check /etc/portgate/rules.yaml\n\
