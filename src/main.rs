@@ -65,10 +65,25 @@ fn reload(args: &ClientArgs) -> ExitCode {
 }
 
 fn status(args: &ClientArgs) -> ExitCode {
-    match client::request::<StatusReply>(&args.control, &Request::Status {}) {
-        Ok(s) if args.json => print_json(&s),
-        Ok(s) => print!("{}", render::status(&s)),
+    let mut s = match client::request::<StatusReply>(&args.control, &Request::Status {}) {
+        Ok(s) => s,
         Err(e) => return client_error(&e),
+    };
+    // The kernel's queue view (/proc/net/netfilter/nfnetlink_queue) is
+    // readable by root only: a daemon running as its own user cannot read
+    // it, a client run by root can.
+    if s.queues.iter().any(|q| q.kernel.is_none()) {
+        let kernel = portgate::daemon::kernel::nfqueues();
+        for q in &mut s.queues {
+            if q.kernel.is_none() {
+                q.kernel = kernel.get(&q.queue).cloned();
+            }
+        }
+    }
+    if args.json {
+        print_json(&s);
+    } else {
+        print!("{}", render::status(&s));
     }
     ExitCode::SUCCESS
 }

@@ -44,15 +44,19 @@ pub fn keep_only_net_admin() -> std::io::Result<CapsOutcome> {
         }
     }
     let _ = rustix::thread::clear_ambient_capability_set();
-    rustix::thread::set_capabilities(
-        None,
-        CapabilitySets {
-            effective: keep,
-            permitted: keep,
-            inheritable: CapabilitySet::empty(),
-        },
-    )
-    .map_err(os)?;
+    // Already minimal (as systemd starts it): no capset call at all, so a
+    // seccomp filter may forbid it.
+    if !extra.is_empty() || cur.effective != keep {
+        rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: keep,
+                permitted: keep,
+                inheritable: CapabilitySet::empty(),
+            },
+        )
+        .map_err(os)?;
+    }
     rustix::thread::set_no_new_privs(true).map_err(os)?;
     let _ = bounding_left; // Without CAP_SETPCAP the bounding set is the supervisor's.
     Ok(if extra.is_empty() {
