@@ -15,30 +15,33 @@
 //! add at most two range starts each (their first address, and the address
 //! after their last), and neighbouring ranges with equal values merge, so
 //! there are at most `2n + 1` ranges for `n` prefixes whatever the key width
-//! or prefix lengths: memory is linear, 8 bytes per range start for IPv4 and
-//! 20 for IPv6.
+//! or prefix lengths. Memory is 8 bytes per range for IPv4 and 20 for IPv6,
+//! plus 2 to 4 bytes per range for the index.
 //!
 //! Finding an address's range is a search for the last start at or below
-//! it. A direct index of `2^d` chunks narrows the search to one chunk: chunk
-//! `i` stores the position of the range covering its first address, and the
-//! next chunk's entry bounds the search, so a lookup is one index read (two
-//! neighbouring `u32`s), a binary search over the few starts inside the
-//! chunk (usually none or one), and one value read. `d` grows with the
-//! number of starts (about one per chunk, at most [`MAX_INDEX_BITS`]).
+//! it. A direct index of `2^d` chunks narrows the search to one chunk. An
+//! index entry (32 bits) holds either the chunk's value, when no range
+//! starts inside the chunk, or the position of the range covering the
+//! chunk's first address and a power-of-two bound on the ranges starting
+//! inside it. A lookup is therefore one index read, and for chunks where
+//! ranges start, one binary search over a few neighbouring ranges, each a
+//! packed start and value (8 bytes for IPv4, 20 for IPv6), so the search
+//! and the value it finds share cache lines. `d` grows with the number of
+//! ranges (a chunk per one to two ranges, at most [`MAX_INDEX_BITS`]).
 //! The index spans only the block of addresses where the starts lie (for
 //! IPv6, typically a few `/32`s of `2000::/3`), so clustered tables still
 //! spread over all chunks; addresses outside that block lie in the first or
 //! the last range.
 //!
 //! This is the "D" + "R" of DXR (Zec, Rizzo, Mikuc, 2012), for both key
-//! widths. A Poptrie-like multibit trie was the alternative: equally fast
-//! for IPv4, but it walks up to 19 levels for a deep IPv6 prefix and its
-//! memory grows with prefix length, where ranges stay at two starts per
-//! prefix.
+//! widths. A Poptrie-like multibit trie (6-bit strides) was the
+//! alternative, not built: it walks up to 19 dependent levels for a deep
+//! IPv6 prefix, and without path compression its memory grows with prefix
+//! length, where ranges stay at two per prefix whatever the length.
 
 use std::fmt::Debug;
 
-/// The widest direct index: 2^22 chunks, 16 MiB of `u32`.
+/// The widest direct index: 2^22 chunks, 16 MiB.
 pub const MAX_INDEX_BITS: u32 = 22;
 
 /// An address as a fixed-width unsigned integer, most significant bit first.
@@ -112,6 +115,30 @@ macro_rules! impl_key {
 impl_key!(u32);
 impl_key!(u128);
 
+/// One range: its first address and its value, packed so that an IPv6
+/// range takes 20 bytes and an IPv4 one 8, and the binary search and the
+/// value it finds share cache lines.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
+struct Range<K> {
+    start: K,
+    value: u32,
+}
+
+/// Index entry flag: no range starts inside the chunk; the rest of the
+/// entry is the chunk's value.
+const SOLID: u32 = 1 << 31;
+/// Otherwise the entry is `class << P_BITS | p`: `ranges[p]` covers the
+/// chunk's first address and fewer than `2^class` ranges start inside it.
+const P_BITS: u32 = 26;
+/// The widest class: the search runs to the end of the ranges.
+const LAST_CLASS: u32 = (SOLID >> P_BITS) - 1;
+
+/// Values must stay below this: the top bit of an index entry is a flag.
+pub const MAX_VALUE: u32 = SOLID - 1;
+/// Ranges per family the 26-bit positions reach (some 33 million prefixes).
+pub const MAX_RANGES: usize = 1 << P_BITS;
+
 /// Longest-prefix match over one address family. Immutable once built.
 #[derive(Clone, Debug)]
 pub struct Lpm<K: Key> {
@@ -119,13 +146,12 @@ pub struct Lpm<K: Key> {
     base: K,
     /// Chunk of an address: `(addr - base) >> shift`.
     shift: u32,
-    /// `chunks + 1` entries: `index[i]` is the position of the range that
-    /// covers chunk `i`'s first address; `index[chunks]` the last range.
+    /// One entry per chunk: [`SOLID`] and the chunk's value, or the
+    /// position of the range covering the chunk's first address and a bound
+    /// on the ranges starting inside it (see [`P_BITS`]).
     index: Box<[u32]>,
-    /// Range starts, ascending; `starts[0]` is address zero.
-    starts: Box<[K]>,
-    /// `values[p]` belongs to the range starting at `starts[p]`.
-    values: Box<[u32]>,
+    /// The ranges, by ascending start; `ranges[0]` starts at address zero.
+    ranges: Box<[Range<K>]>,
     prefixes: usize,
 }
 
@@ -135,9 +161,16 @@ impl<K: Key> Lpm<K> {
     /// are treated as the full width. If a prefix is listed twice, the
     /// later one in the list wins. Addresses no prefix covers get
     /// `default`.
+    ///
+    /// # Panics
+    ///
+    /// On a value above [`MAX_VALUE`], or when the prefixes cut the space
+    /// into more than [`MAX_RANGES`] ranges.
     pub fn build(mut prefixes: Vec<(K, u8, u32)>, default: u32) -> Lpm<K> {
+        assert!(default <= MAX_VALUE, "values stay below 2^31");
         let full = u8::try_from(K::BITS).expect("key widths fit in u8");
         for p in &mut prefixes {
+            assert!(p.2 <= MAX_VALUE, "values stay below 2^31");
             p.1 = p.1.min(full);
             p.0 = p.0.network(p.1);
         }
@@ -158,54 +191,63 @@ impl<K: Key> Lpm<K> {
         }
         close_before(&mut open, &mut ranges, None, default);
 
-        Self::index(ranges, count)
+        Self::index(ranges.0, count)
     }
 
-    fn index(ranges: Ranges<K>, prefixes: usize) -> Lpm<K> {
-        let Ranges { starts, values } = ranges;
-        let n = starts.len();
+    fn index(ranges: Vec<Range<K>>, prefixes: usize) -> Lpm<K> {
+        let n = ranges.len();
         assert!(
-            u32::try_from(n).is_ok(),
-            "fewer than 2^32 ranges: the loader caps the file far below"
+            n <= MAX_RANGES,
+            "{n} ranges: at most {MAX_RANGES} per address family"
         );
         // The starts after the first (address zero) all lie in the block of
         // the longest prefix that the first and the last of them share.
-        let (base, span) = match (starts.get(1), starts.last()) {
-            (Some(&lo), Some(&hi)) => {
+        let (base, span) = match (ranges.get(1), ranges.last()) {
+            (Some(lo), Some(hi)) => {
+                let (lo, hi) = (lo.start, hi.start);
                 let shared = lo.common_bits(hi);
                 (lo.network(shared as u8), K::BITS - shared)
             }
             _ => (K::ZERO, 0),
         };
+        // About one chunk per range start: most chunks hold none or one.
         let bits = if n <= 1 {
             0
         } else {
-            (n - 1)
-                .next_power_of_two()
-                .trailing_zeros()
+            (usize::BITS - 1 - (n - 1).leading_zeros())
                 .clamp(1, MAX_INDEX_BITS)
                 .min(span)
         };
         let shift = span - bits;
         let chunks = if n <= 1 { 0 } else { 1usize << bits };
 
-        let mut index = Vec::with_capacity(chunks + 1);
+        let mut index = Vec::with_capacity(chunks);
         let mut p = 0usize;
         for i in 0..chunks {
             let first = K::offset(base, i, shift);
-            while p + 1 < n && starts[p + 1] <= first {
+            while p + 1 < n && { ranges[p + 1].start } <= first {
                 p += 1;
             }
-            index.push(p as u32);
+            // The ranges starting inside this chunk: up to the next chunk's
+            // first address (or the end of the block).
+            let mut q = p;
+            let next = (i + 1 < chunks).then(|| K::offset(base, i + 1, shift));
+            while q + 1 < n && next.is_none_or(|next| { ranges[q + 1].start } < next) {
+                q += 1;
+            }
+            index.push(if q == p {
+                SOLID | ranges[p].value
+            } else {
+                let class = (usize::BITS - (q - p).leading_zeros()).min(LAST_CLASS);
+                class << P_BITS | p as u32
+            });
         }
-        index.push((n - 1) as u32);
 
         Lpm {
             base,
             shift,
             index: index.into_boxed_slice(),
-            starts: starts.into_boxed_slice(),
-            values: values.into_boxed_slice(),
+            ranges: ranges.into_boxed_slice(),
             prefixes,
         }
     }
@@ -213,19 +255,33 @@ impl<K: Key> Lpm<K> {
     /// The value of the longest prefix covering `addr`, or the default.
     #[inline]
     pub fn lookup(&self, addr: K) -> u32 {
-        let chunks = self.index.len() - 1;
-        let p = match addr.chunk(self.base, self.shift, chunks) {
+        match addr.chunk(self.base, self.shift, self.index.len()) {
             Some(i) => {
-                let (lo, hi) = (self.index[i] as usize, self.index[i + 1] as usize);
-                // starts[lo] <= the chunk's first address <= addr; the range
-                // we want is the last one in lo..=hi starting at or below addr.
-                lo + self.starts[lo + 1..=hi].partition_point(|&s| s <= addr)
+                let e = self.index[i];
+                if e & SOLID != 0 {
+                    return e & !SOLID;
+                }
+                // ranges[p] covers the chunk's first address, and fewer than
+                // 2^class ranges start inside the chunk: the range we want is
+                // the last of those that starts at or below addr. Searching
+                // past the chunk's end is harmless (those start above addr).
+                let (class, p) = (e >> P_BITS, (e & ((1 << P_BITS) - 1)) as usize);
+                let end = if class == LAST_CLASS {
+                    self.ranges.len()
+                } else {
+                    self.ranges.len().min(p + (1 << class))
+                };
+                let inside = &self.ranges[p..end];
+                let k = inside[1..].partition_point(|r| {
+                    let start = r.start;
+                    start <= addr
+                });
+                inside[k].value
             }
             // Below the block: before the first range start after zero.
-            None if addr < self.base => 0,
-            None => self.values.len() - 1,
-        };
-        self.values[p]
+            None if addr < self.base => self.ranges[0].value,
+            None => self.ranges[self.ranges.len() - 1].value,
+        }
     }
 
     /// Prefixes it was built from (repeated ones counted each time).
@@ -235,34 +291,29 @@ impl<K: Key> Lpm<K> {
 
     /// Disjoint ranges the prefixes cut the address space into.
     pub fn ranges(&self) -> usize {
-        self.starts.len()
+        self.ranges.len()
     }
 
     /// Width of the direct index in bits.
     pub fn index_bits(&self) -> u32 {
-        (self.index.len() - 1).trailing_zeros()
+        match self.index.len() {
+            0 => 0,
+            chunks => chunks.trailing_zeros(),
+        }
     }
 
     /// Bytes on the heap.
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.index)
-            + std::mem::size_of_val(&*self.starts)
-            + std::mem::size_of_val(&*self.values)
+        std::mem::size_of_val(&*self.index) + std::mem::size_of_val(&*self.ranges)
     }
 }
 
-/// Range starts and values under construction.
-struct Ranges<K> {
-    starts: Vec<K>,
-    values: Vec<u32>,
-}
+/// Ranges under construction.
+struct Ranges<K>(Vec<Range<K>>);
 
 impl<K> Default for Ranges<K> {
     fn default() -> Self {
-        Ranges {
-            starts: Vec::new(),
-            values: Vec::new(),
-        }
+        Ranges(Vec::new())
     }
 }
 
@@ -272,13 +323,11 @@ impl<K: Key> Ranges<K> {
     /// address), and a range with the same value as the one before it is
     /// not started at all (it extends that one).
     fn push(&mut self, start: K, value: u32) {
-        if self.starts.last() == Some(&start) {
-            self.starts.pop();
-            self.values.pop();
+        if self.0.last().is_some_and(|r| { r.start } == start) {
+            self.0.pop();
         }
-        if self.values.last() != Some(&value) {
-            self.starts.push(start);
-            self.values.push(value);
+        if self.0.last().is_none_or(|r| r.value != value) {
+            self.0.push(Range { start, value });
         }
     }
 }
@@ -402,12 +451,29 @@ mod tests {
     }
 
     #[test]
+    fn a_crowded_chunk_is_searched_whole() {
+        // 40000 hosts, every other address, in 80000 addresses: the two
+        // chunks they fall in hold some 40000 range starts each.
+        let mut prefixes: Vec<_> = (0..40_000u32)
+            .map(|i| (v4("192.0.0.0") + 2 * i, 32, 1 + i % 2))
+            .collect();
+        prefixes.extend([(v4("1.0.0.0"), 8, 5), (v4("254.0.0.0"), 8, 6)]);
+        let t = Lpm::build(prefixes, 0);
+        for i in 0..40_000u32 {
+            assert_eq!(t.lookup(v4("192.0.0.0") + 2 * i), 1 + i % 2);
+            assert_eq!(t.lookup(v4("192.0.0.0") + 2 * i + 1), 0);
+        }
+        assert_eq!(t.lookup(v4("1.2.3.4")), 5);
+        assert_eq!(t.lookup(v4("254.2.3.4")), 6);
+    }
+
+    #[test]
     fn clustered_ipv6_spreads_over_the_index() {
         let prefixes: Vec<_> = (0..1000u128)
             .map(|i| (v6("2001:db8::") | (i << 64), 64, 1 + (i % 3) as u32))
             .collect();
         let t = Lpm::build(prefixes, 0);
-        assert!(t.index_bits() >= 10, "{}", t.index_bits());
+        assert!(t.index_bits() >= 9, "{}", t.index_bits());
         for i in 0..1000u128 {
             let a = v6("2001:db8::") | (i << 64) | 0x1234;
             assert_eq!(t.lookup(a), 1 + (i % 3) as u32);

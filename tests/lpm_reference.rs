@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use portgate::lpm::{Key, Lpm};
 
-const DEFAULT: u32 = u32::MAX;
+const DEFAULT: u32 = portgate::lpm::MAX_VALUE;
 
 /// An address family as both structures see it.
 trait Family: Key + Arbitrary {
