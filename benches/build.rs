@@ -33,7 +33,15 @@ fn sizes() -> Vec<usize> {
     std::env::var("PORTGATE_BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().parse().unwrap()).collect())
-        .unwrap_or_else(|| vec![100_000, 1_000_000])
+        .unwrap_or_else(|| {
+            // `cargo test --all-targets` runs each benchmark once, without
+            // `--bench` and unoptimised: a small table is enough there.
+            if std::env::args().any(|a| a == "--bench") {
+                vec![100_000, 1_000_000]
+            } else {
+                vec![1000]
+            }
+        })
 }
 
 fn build(c: &mut Criterion) {
