@@ -7,7 +7,7 @@
 //!   reloads.
 //! * [`decision`]: the pure core — queued bytes in, a [`decision::Decision`]
 //!   out — built on [`packet`] (parsing) and [`table`] (the compiled
-//!   longest-prefix permit table).
+//!   permit table, whose longest-prefix lookups are [`lpm`]).
 //! * [`rules`]: the permit file — YAML in, a validated [`rules::Ruleset`]
 //!   out, every problem reported with its line and column.
 //! * [`control`]: the control socket between the daemon and the `reload`,
@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod decision;
 pub mod docs;
 pub mod explain;
+pub mod lpm;
 pub mod packet;
 pub mod queue;
 pub mod rules;

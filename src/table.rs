@@ -10,15 +10,19 @@
 //! exactly like [`Ruleset::deciding_entry`], the naive reference; the tests
 //! and the property test hold it to that.
 //!
+//! The longest-prefix tables are [`crate::lpm::Lpm`]s, built from the list
+//! of prefixes with their rows. Rows are resolved in one pass over the
+//! prefixes in trie order (a prefix after all that cover it), keeping a stack
+//! of the prefixes still open: the innermost open prefix is the parent.
+//!
 //! The table is immutable once built; a reload builds a new one and swaps it
 //! in whole.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ip_network::IpNetwork;
-use ip_network_table::IpNetworkTable;
 
+use crate::lpm::{Key, Lpm};
 use crate::packet::Addr;
 use crate::rules::{EntryKind, Mode, PortPolicy, Proto, Ruleset};
 
@@ -36,7 +40,7 @@ pub enum Answer {
 
 /// Row 0 is the answer of an address no entry covers: nothing permitted,
 /// nothing blocked.
-const EMPTY_ROW: u32 = 0;
+pub const EMPTY_ROW: u32 = 0;
 
 pub struct Table {
     /// `slots[proto_index * 65536 + port]`: 0 when the port is not judged,
@@ -49,8 +53,19 @@ pub struct Table {
     /// Deduplicated answer rows, `2 * words` u64 each: permit bits then block
     /// bits, bit `slot` in each.
     rows: Vec<u64>,
-    /// Longest-prefix table of both families: prefix -> row id.
-    lpm: IpNetworkTable<u32>,
+    /// Longest-prefix tables, prefix -> row id.
+    v4: Lpm<u32>,
+    v6: Lpm<u128>,
+}
+
+/// Every stored prefix with its answer row, per family, in trie order (a
+/// prefix after every prefix that covers it): what [`Table`]'s lookup
+/// structures are built from, and what reference structures are built from
+/// in tests and benchmarks.
+#[derive(Clone, Debug, Default)]
+pub struct PrefixRows {
+    pub v4: Vec<(u32, u8, u32)>,
+    pub v6: Vec<(u128, u8, u32)>,
 }
 
 fn proto_index(p: Proto) -> usize {
@@ -60,8 +75,102 @@ fn proto_index(p: Proto) -> usize {
     }
 }
 
-impl Table {
-    pub fn compile(rules: &Ruleset) -> Table {
+/// Answer rows under construction, deduplicated.
+struct RowSet {
+    words: usize,
+    rows: Vec<u64>,
+    ids: HashMap<Box<[u64]>, u32>,
+}
+
+impl RowSet {
+    fn new(words: usize) -> RowSet {
+        let empty = vec![0u64; 2 * words];
+        let mut ids = HashMap::new();
+        ids.insert(empty.clone().into_boxed_slice(), EMPTY_ROW);
+        RowSet {
+            words,
+            rows: empty,
+            ids,
+        }
+    }
+
+    fn row(&self, id: u32) -> &[u64] {
+        let w = 2 * self.words;
+        &self.rows[id as usize * w..(id as usize + 1) * w]
+    }
+
+    fn intern(&mut self, row: &[u64]) -> u32 {
+        if let Some(&id) = self.ids.get(row) {
+            return id;
+        }
+        let id = u32::try_from(self.ids.len()).expect("fewer than 2^32 distinct rows");
+        self.rows.extend_from_slice(row);
+        self.ids.insert(row.into(), id);
+        id
+    }
+}
+
+/// Resolves the rows of one family's prefixes. `entries` holds
+/// `(network, length, entry index)`; the result holds one
+/// `(network, length, row)` per distinct prefix, in trie order.
+fn resolve<K: Key>(
+    rules: &Ruleset,
+    mut entries: Vec<(K, u8, usize)>,
+    rows: &mut RowSet,
+) -> Vec<(K, u8, u32)> {
+    // Trie order: when a prefix is visited, every prefix that covers it has
+    // been, and is still on the stack of open prefixes; the innermost open
+    // one is its parent, whose row is final.
+    entries.sort_unstable();
+    let words = rows.words;
+    let mut out: Vec<(K, u8, u32)> = Vec::with_capacity(entries.len());
+    let mut open: Vec<(K, u32)> = Vec::new();
+    let mut row = vec![0u64; 2 * words];
+    let mut i = 0;
+    while i < entries.len() {
+        let (addr, len, _) = entries[i];
+        while open.last().is_some_and(|&(last, _)| last < addr) {
+            open.pop();
+        }
+        let parent = open.last().map_or(EMPTY_ROW, |&(_, r)| r);
+        row.copy_from_slice(rows.row(parent));
+
+        while let Some(&(a, l, e)) = entries.get(i) {
+            if (a, l) != (addr, len) {
+                break;
+            }
+            i += 1;
+            let e = &rules.entries[e];
+            for (slot, policy) in rules.ports.iter().enumerate() {
+                if !e.lists(policy.port, policy.proto) {
+                    continue;
+                }
+                let (w, bit) = (slot / 64, 1u64 << (slot % 64));
+                let (set, clear) = match e.kind {
+                    EntryKind::Permit => (w, words + w),
+                    EntryKind::Block => (words + w, w),
+                };
+                row[set] |= bit;
+                row[clear] &= !bit;
+            }
+        }
+
+        let id = rows.intern(&row);
+        out.push((addr, len, id));
+        open.push((addr.broadcast(len), id));
+    }
+    out
+}
+
+/// A table but for its lookup structures.
+struct Parts {
+    slots: Box<[u16]>,
+    policies: Vec<PortPolicy>,
+    rows: RowSet,
+}
+
+impl Parts {
+    fn resolve(rules: &Ruleset) -> (Parts, PrefixRows) {
         let mut slots = vec![0u16; 2 * 65536].into_boxed_slice();
         for (i, p) in rules.ports.iter().enumerate() {
             let slot = u16::try_from(i + 1).expect("loader caps judged ports below u16::MAX");
@@ -69,62 +178,51 @@ impl Table {
         }
         let words = rules.ports.len().div_ceil(64).max(1);
 
-        // Group entries by prefix, then visit prefixes from least to most
-        // specific: when a prefix is visited, every prefix that covers it is
-        // already in the table, so its longest match is its parent and the
-        // parent's row is already final.
-        let mut by_prefix: HashMap<IpNetwork, Vec<usize>> = HashMap::new();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
         for (i, e) in rules.entries.iter().enumerate() {
-            by_prefix.entry(e.prefix).or_default().push(i);
-        }
-        let mut prefixes: Vec<IpNetwork> = by_prefix.keys().copied().collect();
-        prefixes.sort_unstable_by_key(|p| (p.netmask(), *p));
-
-        let mut rows = vec![0u64; 2 * words];
-        let mut row_ids: HashMap<Box<[u64]>, u32> = HashMap::new();
-        row_ids.insert(rows.clone().into_boxed_slice(), EMPTY_ROW);
-        let mut lpm = IpNetworkTable::new();
-        let mut row = vec![0u64; 2 * words];
-
-        for prefix in prefixes {
-            let parent = lpm
-                .longest_match(prefix.network_address())
-                .map_or(EMPTY_ROW, |(_, r)| *r) as usize;
-            row.copy_from_slice(&rows[parent * 2 * words..(parent + 1) * 2 * words]);
-
-            for &i in &by_prefix[&prefix] {
-                let e = &rules.entries[i];
-                for (slot, policy) in rules.ports.iter().enumerate() {
-                    if !e.lists(policy.port, policy.proto) {
-                        continue;
-                    }
-                    let (w, bit) = (slot / 64, 1u64 << (slot % 64));
-                    let (set, clear) = match e.kind {
-                        EntryKind::Permit => (w, words + w),
-                        EntryKind::Block => (words + w, w),
-                    };
-                    row[set] |= bit;
-                    row[clear] &= !bit;
-                }
+            match e.prefix {
+                IpNetwork::V4(n) => v4.push((u32::from(n.network_address()), n.netmask(), i)),
+                IpNetwork::V6(n) => v6.push((u128::from(n.network_address()), n.netmask(), i)),
             }
-
-            let next = u32::try_from(row_ids.len()).expect("fewer than 2^32 distinct rows");
-            let id = *row_ids
-                .entry(row.clone().into_boxed_slice())
-                .or_insert_with(|| {
-                    rows.extend_from_slice(&row);
-                    next
-                });
-            lpm.insert(prefix, id);
         }
-
-        Table {
+        let mut rows = RowSet::new(words);
+        let prefix_rows = PrefixRows {
+            v4: resolve(rules, v4, &mut rows),
+            v6: resolve(rules, v6, &mut rows),
+        };
+        let parts = Parts {
             slots,
             policies: rules.ports.clone(),
-            words,
             rows,
-            lpm,
+        };
+        (parts, prefix_rows)
+    }
+
+    fn build(self, v4: Vec<(u32, u8, u32)>, v6: Vec<(u128, u8, u32)>) -> Table {
+        Table {
+            slots: self.slots,
+            policies: self.policies,
+            words: self.rows.words,
+            rows: self.rows.rows,
+            v4: Lpm::build(v4, EMPTY_ROW),
+            v6: Lpm::build(v6, EMPTY_ROW),
         }
+    }
+}
+
+impl Table {
+    pub fn compile(rules: &Ruleset) -> Table {
+        let (parts, prefix_rows) = Parts::resolve(rules);
+        parts.build(prefix_rows.v4, prefix_rows.v6)
+    }
+
+    /// [`Table::compile`], also returning the prefix -> row lists the
+    /// lookup structures were built from.
+    pub fn compile_with_prefix_rows(rules: &Ruleset) -> (Table, PrefixRows) {
+        let (parts, prefix_rows) = Parts::resolve(rules);
+        let table = parts.build(prefix_rows.v4.clone(), prefix_rows.v6.clone());
+        (table, prefix_rows)
     }
 
     /// The slot of a judged port, or `None` when the gate does not judge it.
@@ -143,26 +241,26 @@ impl Table {
         self.policies[usize::from(slot)].mode
     }
 
-    /// The row id of the longest prefix covering `addr`.
+    /// The answer row of the longest prefix covering `addr`
+    /// ([`EMPTY_ROW`] when none does).
     #[inline]
-    fn row_of(&self, addr: Addr) -> usize {
-        let hit = match addr {
-            Addr::V4(a) => self
-                .lpm
-                .longest_match_ipv4(Ipv4Addr::from(a))
-                .map(|(_, r)| *r),
-            Addr::V6(a) => self
-                .lpm
-                .longest_match_ipv6(Ipv6Addr::from(a))
-                .map(|(_, r)| *r),
-        };
-        hit.unwrap_or(EMPTY_ROW) as usize
+    pub fn row_of(&self, addr: Addr) -> u32 {
+        match addr {
+            Addr::V4(a) => self.v4.lookup(a),
+            Addr::V6(a) => self.v6.lookup(a),
+        }
     }
 
     /// The answer of `addr`'s deciding entry for a judged port.
     #[inline]
     pub fn answer(&self, addr: Addr, slot: Slot) -> Answer {
-        let base = self.row_of(addr) * 2 * self.words;
+        self.row_answer(self.row_of(addr), slot)
+    }
+
+    /// The answer an answer row gives for a judged port.
+    #[inline]
+    pub fn row_answer(&self, row: u32, slot: Slot) -> Answer {
+        let base = row as usize * 2 * self.words;
         let (w, bit) = (usize::from(slot) / 64, 1u64 << (slot % 64));
         if self.rows[base + w] & bit != 0 {
             Answer::Permit
@@ -175,15 +273,29 @@ impl Table {
 
     /// Prefixes stored, IPv4 and IPv6.
     pub fn len(&self) -> (usize, usize) {
-        self.lpm.len()
+        (self.v4.prefixes(), self.v6.prefixes())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lpm.is_empty()
+        self.len() == (0, 0)
     }
 
     /// Distinct answer rows (row 0, "no entry", included).
     pub fn distinct_rows(&self) -> usize {
         self.rows.len() / (2 * self.words)
+    }
+
+    /// The IPv4 and IPv6 lookup structures.
+    pub fn lpm(&self) -> (&Lpm<u32>, &Lpm<u128>) {
+        (&self.v4, &self.v6)
+    }
+
+    /// Bytes the table holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+            + self.policies.capacity() * std::mem::size_of::<PortPolicy>()
+            + self.rows.capacity() * 8
+            + self.v4.heap_bytes()
+            + self.v6.heap_bytes()
     }
 }
