@@ -26,8 +26,8 @@
 //!   locally generated packets, no hardware address. For IPv4 with IHL of at
 //!   least 5 the kernel rewrites the total length and checksum (so a lying
 //!   total length is judged on the truth), and it refuses IHL below 5 or
-//!   past the end with EINVAL (Linux 6.x; older kernels sent IHL below 5
-//!   untouched, and the test accepts that too, as malformed `ip_header`).
+//!   past the end with EINVAL (seen on Linux 6.18; should a kernel send IHL
+//!   below 5 untouched, the test expects it dropped as `ip_header`).
 //!   A version nibble other than 4 goes through: malformed `not_ip`. IPv6
 //!   raw packets go out as written, a payload length that lies included.
 //!

@@ -26,9 +26,9 @@ Two paths into the gateway's queues:
 * "output": raw IP sockets (IP_HDRINCL) in the gateway itself, so the
   packets are locally generated and queued from OUTPUT, without a hardware
   address. For IPv4 the kernel rewrites the total length and checksum, and
-  assigns an id when it is zero, but only when IHL is at least 5: below
-  that it sends the header untouched. This is the only way a truly broken
-  IPv4 header reaches a queue.
+  assigns an id when it is zero; a header with IHL below 5 or past the end
+  it refuses (EINVAL, Linux 6.18). A version nibble other than 4 still goes
+  through: the only broken IPv4 header that reaches a queue here.
 
 Arrival is seen by a packet socket on the internet side's veth. Packets are
 told apart by a tag the gateway does not change: the IPv4 identification
