@@ -14,7 +14,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice, LenSource};
+use etherparse::{IpNumber, LaxIpSlice, LenSource};
 
 /// IP protocol numbers that carry 16-bit source and destination ports in
 /// their first four bytes.
@@ -60,7 +60,8 @@ impl std::fmt::Display for Addr {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet {
     /// IP protocol number of the transport header (after IPv6 extension
-    /// headers).
+    /// headers); for a later fragment, the protocol its IPv4 header or its
+    /// IPv6 fragment header names.
     pub proto: u8,
     pub src: Addr,
     pub dst: Addr,
@@ -132,11 +133,7 @@ pub fn parse(bytes: &[u8]) -> Result<Packet, Malformed> {
             }
         }
     })?;
-    if ext_err.is_some() {
-        return Err(Malformed::ExtensionHeader);
-    }
-
-    let (src, dst, first_fragment_offset) = match &ip {
+    let (src, dst, later_fragment) = match &ip {
         LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
             // etherparse falls back to the slice length when total_len is
@@ -147,36 +144,34 @@ pub fn parse(bytes: &[u8]) -> Result<Packet, Malformed> {
             {
                 return Err(Malformed::IpHeader);
             }
+            let offset = h.fragments_offset().value();
             (
                 Addr::V4(u32::from_be_bytes(h.source())),
                 Addr::V4(u32::from_be_bytes(h.destination())),
-                h.fragments_offset().value(),
+                // The protocol field, not what follows an authentication
+                // header: a later fragment's bytes are not headers.
+                (offset != 0).then(|| (offset, h.protocol().0)),
             )
         }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
-            let offset = v6
-                .extensions()
-                .clone()
-                .into_iter()
-                .find_map(|e| match e {
-                    Ipv6ExtensionSlice::Fragment(f) => Some(f.fragment_offset().value()),
-                    _ => None,
-                })
-                .unwrap_or(0);
+            // The first fragment header with a nonzero offset among the
+            // extension headers read before any error, as the kernel's
+            // ipv6_find_hdr() finds it. What follows it is the middle of
+            // the fragmentable part, not headers, however etherparse went on
+            // to read it.
+            let exts = v6.extensions();
+            let later = later_fragment_v6(exts.first_header().map(|n| n.0), exts.slice());
             (
                 Addr::V6(u128::from_be_bytes(h.source())),
                 Addr::V6(u128::from_be_bytes(h.destination())),
-                offset,
+                later,
             )
         }
     };
 
-    let payload = ip.payload();
-    let proto = payload.ip_number.0;
-
-    if first_fragment_offset != 0 {
-        if first_fragment_offset == 1 && proto == IpNumber::TCP.0 {
+    if let Some((offset, proto)) = later_fragment {
+        if offset == 1 && proto == IpNumber::TCP.0 {
             return Err(Malformed::OverlappingFragment);
         }
         return Ok(Packet {
@@ -187,6 +182,12 @@ pub fn parse(bytes: &[u8]) -> Result<Packet, Malformed> {
             later_fragment: true,
         });
     }
+    if ext_err.is_some() {
+        return Err(Malformed::ExtensionHeader);
+    }
+
+    let payload = ip.payload();
+    let proto = payload.ip_number.0;
 
     let ports = if PORTED.contains(&proto) {
         match payload.payload {
@@ -207,6 +208,38 @@ pub fn parse(bytes: &[u8]) -> Result<Packet, Malformed> {
         ports,
         later_fragment: false,
     })
+}
+
+/// Walks the IPv6 extension headers etherparse has already read (so their
+/// lengths are known to fit) for the first fragment header with a nonzero
+/// offset: `(offset, next header)`.
+///
+/// Not etherparse's own iterator: after a header that failed to parse it
+/// reads past the end of the slice (its `Ipv6ExtensionSliceIter` trusts that
+/// the chain ended cleanly), which is undefined behaviour on exactly the
+/// packets we must survive.
+fn later_fragment_v6(first: Option<u8>, mut rest: &[u8]) -> Option<(u16, u8)> {
+    let mut next = first?;
+    loop {
+        let len = match next {
+            // hop-by-hop, routing, destination options: 8-byte units after
+            // the first 8
+            0 | 43 | 60 => (usize::from(*rest.get(1)?) + 1) * 8,
+            44 => {
+                let b = rest.get(..8)?;
+                let offset = u16::from_be_bytes([b[2], b[3]]) >> 3;
+                if offset != 0 {
+                    return Some((offset, b[0]));
+                }
+                8
+            }
+            // authentication header: 4-byte units after the first 8
+            51 => (usize::from(*rest.get(1)?) + 2) * 4,
+            _ => return None,
+        };
+        next = *rest.first()?;
+        rest = rest.get(len..)?;
+    }
 }
 
 #[cfg(test)]
@@ -396,6 +429,84 @@ mod tests {
         // offset 1 with TCP: overlapping rewrite attempt
         let overlap = ipv6_with_ext(&[(44, vec![0, 0, 0, 1 << 3, 0, 0, 0, 7])], 25);
         assert_eq!(parse(&overlap), Err(Malformed::OverlappingFragment));
+    }
+
+    /// Bug: a later fragment whose fragment header (IPv6) or protocol field
+    /// (IPv4) names an extension header — destination options or AH after
+    /// the fragment header, as RFC 8200 orders them — was dropped as a
+    /// malformed extension header: etherparse reads on past the fragment
+    /// header and takes the fragment's data for headers. The README's policy
+    /// for a later fragment is accept; only its offset and the protocol the
+    /// fragment header names matter.
+    #[test]
+    fn later_fragment_of_a_packet_with_extension_headers_is_not_malformed() {
+        // Fragment data that does not parse as any header: a length byte
+        // pointing far past the end, then a zero AH payload length.
+        let data = [6u8, 200, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        for next in [60u8, 43, 51, 0, 44, 6, 17] {
+            let mut p = vec![0x60, 0, 0, 0, 0, 24, 44, 64];
+            p.extend_from_slice(&V6_SRC);
+            p.extend_from_slice(&V6_DST);
+            p.extend_from_slice(&[next, 0, 0, 3 << 3, 0, 0, 0, 7]); // offset 24, last
+            p.extend_from_slice(&data);
+            let parsed = parse(&p).unwrap_or_else(|e| panic!("next header {next}: {e:?}"));
+            assert!(parsed.later_fragment, "next header {next}");
+            assert_eq!((parsed.proto, parsed.ports), (next, None));
+            // Cut anywhere after the fragment header: still a later fragment.
+            for n in 48..p.len() {
+                assert!(
+                    parse(&p[..n]).unwrap().later_fragment,
+                    "next {next}, len {n}"
+                );
+            }
+        }
+        // IPv4: protocol AH, offset 32 bytes; the data is no AH header.
+        let mut p = vec![
+            0x45, 0, 0, 36, 0, 1, 0, 4, 64, 51, 0, 0, 192, 0, 2, 10, 203, 0, 113, 25,
+        ];
+        p.extend_from_slice(&data);
+        let parsed = parse(&p).unwrap();
+        assert!(parsed.later_fragment);
+        assert_eq!((parsed.proto, parsed.ports), (51, None));
+        // The first fragment of such a packet is still read through its
+        // headers: destination options after the fragment header, then TCP.
+        let first = ipv6_with_ext(&[(44, vec![0, 0, 0, 1, 0, 0, 0, 7]), (60, opts8())], 25);
+        let parsed = parse(&first).unwrap();
+        assert!(!parsed.later_fragment);
+        assert_eq!((parsed.proto, parsed.ports.unwrap().dst), (6, 25));
+        // Broken headers after a first fragment's fragment header stay
+        // malformed: that is where the ports should be.
+        assert_eq!(parse(&first[..52]), Err(Malformed::ExtensionHeader));
+    }
+
+    /// A good extension header followed by a broken one: malformed. The walk
+    /// for fragment headers then looks only at what parsed (etherparse's own
+    /// iterator would read past the slice here: undefined behaviour, caught
+    /// by the standard library's debug checks).
+    #[test]
+    fn broken_extension_header_after_a_good_one() {
+        let p = ipv6_with_ext(&[(60, opts8()), (60, opts8()), (43, opts8())], 25);
+        for n in 48..64 {
+            assert_eq!(parse(&p[..n]), Err(Malformed::ExtensionHeader), "len {n}");
+        }
+        let mut bad = p.clone();
+        bad[49] = 200; // second header's length: far past the end
+        assert_eq!(parse(&bad), Err(Malformed::ExtensionHeader));
+        let mut hbh_late = p;
+        hbh_late[48] = 0; // the first header says hop-by-hop follows
+        assert_eq!(parse(&hbh_late), Err(Malformed::ExtensionHeader));
+    }
+
+    /// As the kernel's ipv6_find_hdr(): the first fragment header with a
+    /// nonzero offset makes a later fragment, also behind an atomic one.
+    #[test]
+    fn nested_fragment_headers() {
+        let atomic = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        let later = vec![0, 0, 0, 5 << 3, 0, 0, 0, 2];
+        let p = ipv6_with_ext(&[(44, atomic.clone()), (44, later)], 80);
+        assert!(parse(&p).unwrap().later_fragment);
+        let p = ipv6_with_ext(&[(44, atomic.clone()), (44, atomic)], 25);
+        assert_eq!(parse(&p).unwrap().ports.unwrap().dst, 25);
     }
 
     #[test]

@@ -9,6 +9,7 @@ packages=(
     swaks               # the SMTP client of the lab
     python3-aiosmtpd    # the SMTP server of the lab (Debian's /usr/bin/python3)
     hping3              # exact numbers of SYNs, for counter tests
+    python3-scapy       # hostile packets (tests/hostile_packets.py, Debian's /usr/bin/python3)
     prometheus          # promtool, to check the metrics file
 )
 
