@@ -110,6 +110,26 @@ pub fn decide(table: &Table, bytes: &[u8]) -> Verdict {
     }
 }
 
+/// Decides a packet the kernel queued as `ethertype` (0x0800 from an IPv4
+/// hook, 0x86dd from an IPv6 one): bytes whose IP version disagrees with
+/// the hook they came from are malformed, whatever they would parse as.
+pub fn decide_queued(table: &Table, bytes: &[u8], ethertype: u16) -> Verdict {
+    let version = bytes.first().map(|b| b >> 4);
+    let agrees = match ethertype {
+        0x0800 => version == Some(4),
+        0x86dd => version == Some(6),
+        _ => true,
+    };
+    if !agrees {
+        return Verdict {
+            decision: Decision::Drop(Drop::Malformed(Malformed::NotIp)),
+            packet: None,
+            slot: None,
+        };
+    }
+    decide(table, bytes)
+}
+
 fn judge_packet(table: &Table, p: &Packet) -> (Decision, Option<Slot>) {
     if p.later_fragment {
         return (Decision::Accept(Accept::LaterFragment), None);
@@ -363,6 +383,21 @@ sites:
             decide(&t, &[]).decision,
             Decision::Drop(Drop::Malformed(Malformed::NotIp))
         );
+    }
+
+    #[test]
+    fn the_hook_family_must_match_the_packet() {
+        let t = table();
+        let v4 = tcp_to(v4("192.0.2.7"), v4(OUT), 25);
+        let v6 = tcp_to(v6("2001:db8:10::1"), v6("2001:db8:203::25"), 25);
+        assert!(decide_queued(&t, &v4, 0x0800).decision.is_accept());
+        assert!(decide_queued(&t, &v6, 0x86dd).decision.is_accept());
+        for (bytes, ethertype) in [(&v6, 0x0800), (&v4, 0x86dd)] {
+            assert_eq!(
+                decide_queued(&t, bytes, ethertype).decision,
+                Decision::Drop(Drop::Malformed(Malformed::NotIp))
+            );
+        }
     }
 
     #[test]

@@ -38,10 +38,13 @@
 //! The queueing rules: every packet coming in from the site (FORWARD,
 //! `-i` the site's veth: TCP of any flags, UDP, SCTP, ICMP, fragments), and
 //! every non-ICMPv6 packet the gateway sends to the mail server (OUTPUT).
-//! Before them, the README's own rule (`-p tcp --dport 25 --syn`) for one
-//! source, 192.0.2.60, shows what that rule never queues: a SYN+FIN, a
-//! FIN/PSH/URG and a later fragment pass the gateway unjudged (Linux
-//! servers discard a SYN+FIN in LISTEN; other stacks may not).
+//! Before them, the README's own rule (`-p tcp --dport 25 --tcp-flags SYN
+//! SYN`) for one source, 192.0.2.60, shows what that rule queues and what it
+//! does not: a SYN and a SYN+FIN are judged (and dropped: unidentified); a
+//! FIN/PSH/URG, which cannot open a connection, and a later fragment, whose
+//! first fragment is judged, pass unjudged. (The shorter `--syn` would let
+//! the SYN+FIN through too: Linux servers discard one in LISTEN, other
+//! stacks may not. That is why the README uses `--tcp-flags SYN SYN`.)
 //!
 //! Fragments: `--dport` never matches a later fragment, so they are queued
 //! by the interface rule. Without conntrack in the gateway's namespace
@@ -179,7 +182,7 @@ const FORWARD: &[(&str, &[Expect])] = &[
     ("icmpv6_echo", &[Accept("accepted_unjudged")]),
     // The README's rule, for 192.0.2.60 only.
     ("documented_rule_syn", &[Dropped]),
-    ("documented_rule_syn_fin", &[NotQueued { arrives: true }]),
+    ("documented_rule_syn_fin", &[Dropped]),
     (
         "documented_rule_fin_psh_urg",
         &[NotQueued { arrives: true }],
@@ -467,7 +470,9 @@ fn hostile_packets_through_forward() {
             "tcp",
             "--dport",
             "25",
-            "--syn",
+            "--tcp-flags",
+            "SYN",
+            "SYN",
             "-j",
             "NFQUEUE",
             "--queue-num",

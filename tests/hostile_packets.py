@@ -306,9 +306,9 @@ def cases():
     c["v6_sctp_port_25"] = ("forward", [bytes(v6(UNID6) / SCTP(sport=40000, dport=25) / SCTPChunkInit())])
     c["icmpv6_echo"] = ("forward", [bytes(v6(UNID6) / ICMPv6EchoRequest())])
 
-    # The README's rule (-p tcp --dport 25 --syn), which the test sets up
-    # for DOC4 alone: it queues a SYN, but neither a SYN+FIN, nor a
-    # FIN/PSH/URG, nor a later fragment (--dport never matches one).
+    # The README's rule (-p tcp --dport 25 --tcp-flags SYN SYN), which the
+    # test sets up for DOC4 alone: it queues a SYN and a SYN+FIN, but neither
+    # a FIN/PSH/URG nor a later fragment (--dport never matches one).
     c["documented_rule_syn"] = ("forward", [syn4(DOC4)])
     c["documented_rule_syn_fin"] = ("forward", [syn4(DOC4, flags="SF")])
     c["documented_rule_fin_psh_urg"] = ("forward", [syn4(DOC4, flags="FPU")])

@@ -70,6 +70,7 @@ pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
             tv_nsec: 250_000_000,
         };
         if !matches!(rustix::event::poll(&mut fds, Some(&tick)), Ok(n) if n > 0) {
+            shared.sweep_retired();
             continue;
         }
         let stream = match listener.accept() {

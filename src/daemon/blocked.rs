@@ -99,7 +99,11 @@ impl Packed {
         Key {
             src: unpack_addr(self.addr, self.kind & 1 != 0),
             port: self.port,
-            proto: if self.kind & 2 != 0 { Proto::Udp } else { Proto::Tcp },
+            proto: if self.kind & 2 != 0 {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
         }
     }
 }

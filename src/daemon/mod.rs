@@ -198,6 +198,11 @@ pub struct Shared {
     pub started: SystemTime,
     last_reload: Mutex<Option<ReloadRecord>>,
     ports: Mutex<PortRegistry>,
+    /// Generations replaced by a reload. A worker's cache may still hold
+    /// one; keeping a reference here means the worker never drops the last
+    /// one (freeing a large ruleset takes long enough to stall packets).
+    /// [`Shared::sweep_retired`] frees them off the packet path.
+    retired: Mutex<Vec<Arc<Active>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -217,6 +222,19 @@ impl Shared {
 
     pub fn blocked(&self) -> MutexGuard<'_, BlockedTable> {
         lock(&self.blocked)
+    }
+
+    /// Frees retired generations no worker holds any more. Called after
+    /// each reload and by the control thread a few times a second.
+    pub fn sweep_retired(&self) {
+        // Take them out of the lock first: dropping may take a while.
+        let free: Vec<Arc<Active>> = {
+            let mut retired = lock(&self.retired);
+            let (free, keep) = retired.drain(..).partition(|a| Arc::strong_count(a) == 1);
+            *retired = keep;
+            free
+        };
+        drop(free);
     }
 
     /// Judged ports ever seen and their counter ids.
@@ -270,6 +288,8 @@ impl Shared {
         let warnings = loaded.warnings.clone();
         let next = Arc::new(self.build(loaded, current.generation + 1));
         self.active.store(Arc::clone(&next));
+        lock(&self.retired).push(current);
+        self.sweep_retired();
         *lock(&self.last_reload) = Some(ReloadRecord {
             at: SystemTime::now(),
             ok: true,
@@ -344,6 +364,7 @@ impl Daemon {
             started: SystemTime::now(),
             last_reload: Mutex::new(None),
             ports: Mutex::new(PortRegistry::default()),
+            retired: Mutex::new(Vec::new()),
         };
         let first = shared.build(loaded, 1);
         info!(

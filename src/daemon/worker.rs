@@ -53,8 +53,8 @@ pub fn serve(
             );
         }
         let rules: &Active = current.load();
-        let b = q.serve_batch(IDLE_WAKE, BATCH, |payload| {
-            let v = decision::decide(&rules.table, payload);
+        let b = q.serve_batch(IDLE_WAKE, BATCH, |payload, ethertype| {
+            let v = decision::decide_queued(&rules.table, payload, ethertype);
             stats.record(v.decision);
             if let Some(id) = v
                 .slot

@@ -216,13 +216,14 @@ impl Queue {
     }
 
     /// Waits up to `timeout` for packets, then receives up to `max` without
-    /// blocking, calling `decide` on each payload (true: accept), and sends
-    /// the verdicts. Returns what it did; an idle timeout returns zeros.
+    /// blocking, calling `decide` on each payload and the ethertype the
+    /// kernel queued it as (true: accept), and sends the verdicts. Returns
+    /// what it did; an idle timeout returns zeros.
     pub fn serve_batch(
         &mut self,
         timeout: Duration,
         max: usize,
-        mut decide: impl FnMut(&[u8]) -> bool,
+        mut decide: impl FnMut(&[u8], u16) -> bool,
     ) -> Result<BatchStats, QueueError> {
         let mut st = BatchStats::default();
         let queue = self.num;
@@ -258,14 +259,25 @@ impl Queue {
             let held = n.min(RECV_BUF);
             for m in wire::messages(&self.buf[..held]) {
                 match m {
-                    Ok(Message::Packet { id, payload, .. }) => {
+                    Ok(Message::Packet {
+                        id,
+                        payload,
+                        hw_protocol,
+                        ..
+                    }) => {
                         st.packets += 1;
-                        let verdict = if decide(payload) {
+                        let verdict = if decide(payload, hw_protocol) {
                             wire::NF_ACCEPT
                         } else {
                             wire::NF_DROP
                         };
                         self.verdicts.push(id, verdict);
+                    }
+                    // A packet we cannot read past its id: dropped, never
+                    // left queued (a later batch verdict would sweep it up).
+                    Err(wire::WireError::BadPacket { id }) => {
+                        st.protocol_errors += 1;
+                        self.verdicts.push(id, wire::NF_DROP);
                     }
                     // An error for one of our verdicts (a packet that was
                     // already gone), or an unreadable message.

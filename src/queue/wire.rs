@@ -151,6 +151,9 @@ pub enum Message<'a> {
     Packet {
         queue: u16,
         id: u32,
+        /// The ethertype the kernel queued it as: 0x0800 from an IPv4 hook,
+        /// 0x86dd from an IPv6 one.
+        hw_protocol: u16,
         /// The packet from its IP header, cut to the copy range.
         payload: &'a [u8],
         /// The packet's length before the copy range cut it, when it did.
@@ -171,6 +174,9 @@ pub enum WireError {
     Truncated,
     /// A packet message without the packet header that carries its id.
     NoPacketId,
+    /// A packet message whose id could be read but not the rest: the packet
+    /// must still get a verdict (a drop).
+    BadPacket { id: u32 },
 }
 
 /// The messages in a buffer received from the socket.
@@ -206,6 +212,14 @@ impl<'a> Iterator for Messages<'a> {
             Some(l) if l >= NLMSG_HDRLEN && l <= buf.len() => l,
             _ => {
                 self.rest = &[];
+                // A packet message cut short may still show its id.
+                if u16_ne(buf, 4) == Some(MSG_PACKET) {
+                    if let Err(WireError::BadPacket { id }) | Ok(Message::Packet { id, .. }) =
+                        packet(buf, true)
+                    {
+                        return Some(Err(WireError::BadPacket { id }));
+                    }
+                }
                 return Some(Err(WireError::Truncated));
             }
         };
@@ -213,7 +227,7 @@ impl<'a> Iterator for Messages<'a> {
         let msg = &buf[..len];
         let kind = u16_ne(msg, 4).unwrap_or(0);
         Some(match kind {
-            MSG_PACKET => packet(msg),
+            MSG_PACKET => packet(msg, false),
             NLMSG_ERROR => match (u32_ne(msg, NLMSG_HDRLEN), u32_ne(msg, NLMSG_HDRLEN + 12)) {
                 // struct nlmsgerr { int error; struct nlmsghdr msg; }: the
                 // request's seq is at offset 8 of the embedded header.
@@ -230,7 +244,9 @@ impl<'a> Iterator for Messages<'a> {
     }
 }
 
-fn packet(msg: &[u8]) -> Result<Message<'_>, WireError> {
+/// Reads a packet message. `cut` says the message is known to be cut
+/// short: then it is never returned whole, only its id (as `BadPacket`).
+fn packet(msg: &[u8], cut: bool) -> Result<Message<'_>, WireError> {
     let queue = msg
         .get(NLMSG_HDRLEN + 2..NLMSG_HDRLEN + 4)
         .map(|b| u16::from_be_bytes([b[0], b[1]]))
@@ -239,27 +255,46 @@ fn packet(msg: &[u8]) -> Result<Message<'_>, WireError> {
         .get(NLMSG_HDRLEN + NFGEN_HDRLEN..)
         .ok_or(WireError::Truncated)?;
     let mut id = None;
+    let mut hw_protocol = 0;
     let mut payload: &[u8] = &[];
     let mut cap_len = None;
+    // Once the id is known, a broken attribute still leaves a packet that
+    // needs its verdict.
+    let broken = |id: Option<u32>| match id {
+        Some(id) => WireError::BadPacket { id },
+        None => WireError::Truncated,
+    };
     while !attrs.is_empty() {
-        let len = usize::from(u16_ne(attrs, 0).ok_or(WireError::Truncated)?);
-        let kind = u16_ne(attrs, 2).ok_or(WireError::Truncated)? & NLA_TYPE_MASK;
+        let (Some(len), Some(kind)) = (u16_ne(attrs, 0), u16_ne(attrs, 2)) else {
+            return Err(broken(id));
+        };
+        let (len, kind) = (usize::from(len), kind & NLA_TYPE_MASK);
         if len < NLA_HDRLEN || len > attrs.len() {
-            return Err(WireError::Truncated);
+            return Err(broken(id));
         }
         let data = &attrs[NLA_HDRLEN..len];
         match kind {
             // struct nfqnl_msg_packet_hdr { be32 id; be16 hw_protocol; u8 hook; }
-            NFQA_PACKET_HDR => id = u32_be(data, 0),
+            NFQA_PACKET_HDR => {
+                id = u32_be(data, 0);
+                hw_protocol = data
+                    .get(4..6)
+                    .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            }
             NFQA_PAYLOAD => payload = data,
             NFQA_CAP_LEN => cap_len = u32_be(data, 0),
             _ => {}
         }
         attrs = attrs.get(align4(len)..).unwrap_or(&[]);
     }
+    let id = id.ok_or(WireError::NoPacketId)?;
+    if cut {
+        return Err(WireError::BadPacket { id });
+    }
     Ok(Message::Packet {
         queue,
-        id: id.ok_or(WireError::NoPacketId)?,
+        id,
+        hw_protocol,
         payload,
         cap_len,
     })
@@ -358,12 +393,14 @@ mod tests {
                 Ok(Message::Packet {
                     queue: 3,
                     id: 41,
+                    hw_protocol: 0x0800,
                     payload: &[0x45, 1, 2],
                     cap_len: None
                 }),
                 Ok(Message::Packet {
                     queue: 3,
                     id: 42,
+                    hw_protocol: 0x0800,
                     payload: &[0x60; 9],
                     cap_len: Some(1500)
                 }),
@@ -374,9 +411,16 @@ mod tests {
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
         let buf = kernel_packet(0, 7, &[0x45; 40], Some(60));
+        // The packet header attribute (the id) ends at byte 31: a cut past
+        // it still yields the id, so the packet can be dropped.
         for n in 1..buf.len() {
             let all: Vec<_> = messages(&buf[..n]).collect();
-            assert_eq!(all, vec![Err(WireError::Truncated)], "cut at {n}");
+            let want = if n >= 31 {
+                WireError::BadPacket { id: 7 }
+            } else {
+                WireError::Truncated
+            };
+            assert_eq!(all, vec![Err(want)], "cut at {n}");
         }
         // Lying lengths inside a whole buffer.
         let mut bad = buf.clone();
@@ -385,8 +429,24 @@ mod tests {
         let mut bad = buf.clone();
         bad[20..22].copy_from_slice(&2u16.to_ne_bytes());
         assert_eq!(messages(&bad).next(), Some(Err(WireError::Truncated)));
+        // Past the id, a broken attribute still names the packet.
+        let mut bad = buf.clone();
+        bad[32..34].copy_from_slice(&999u16.to_ne_bytes()); // second attr's length
+        assert_eq!(
+            messages(&bad).next(),
+            Some(Err(WireError::BadPacket { id: 7 }))
+        );
+        // A message length that lies: still a packet, whose id we can read.
+        let mut bad = buf.clone();
+        bad[0..4].copy_from_slice(&3u32.to_ne_bytes());
+        assert_eq!(
+            messages(&bad).next(),
+            Some(Err(WireError::BadPacket { id: 7 }))
+        );
+        // Not a packet: nothing to answer.
         let mut bad = buf;
         bad[0..4].copy_from_slice(&3u32.to_ne_bytes());
+        bad[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
         assert_eq!(messages(&bad).next(), Some(Err(WireError::Truncated)));
     }
 

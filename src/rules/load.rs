@@ -174,6 +174,8 @@ pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
 struct Cx {
     rules: Ruleset,
     diags: Vec<Diagnostic>,
+    /// Site names seen so far, and where: a repeated site is an error.
+    site_names: HashMap<String, Pos>,
 }
 
 /// The keys a mapping may hold, and which of them are required.
@@ -566,15 +568,17 @@ impl Cx {
             }
         }
         if let Some(name) = &name {
-            if let Some(other) = self.rules.sites.iter().find(|s| &s.name == name) {
-                let first = other.pos;
-                self.err(
+            match self.site_names.get(name) {
+                Some(&first) => self.err(
                     Diagnostic::error(
                         node.pos,
                         format!("site {name:?} is listed twice (first at {first})"),
                     )
                     .hint("merge the two entries' permits into one site"),
-                );
+                ),
+                None => {
+                    self.site_names.insert(name.clone(), node.pos);
+                }
             }
         }
         let site = self.rules.sites.len();
