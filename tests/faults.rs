@@ -9,12 +9,8 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{Lab, Ns, repo};
+use common::{Lab, Ns, example};
 use serde_json::Value;
-
-fn example() -> String {
-    fs::read_to_string(repo().join("rules/example.yaml")).unwrap()
-}
 
 /// One reload request on the control socket, and its answer.
 fn reload_on(control: &std::path::Path) -> Value {
@@ -39,8 +35,7 @@ fn u(v: &Value) -> u64 {
 /// the far side, and the status after.
 fn overflow(fail_open: bool) -> (u64, Value, Lab) {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     lab.count_arrivals(25, &["192.0.2.50", "192.0.2.10"]);
     let mut extra = vec!["--queue-maxlen", "8"];
@@ -85,8 +80,7 @@ fn a_full_queue_fails_open_with_fail_open() {
 #[test]
 fn a_stalled_daemon_recovers_and_judges_what_waited() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     lab.count_arrivals(25, &["192.0.2.50", "192.0.2.10"]);
     let pg = lab.portgate(&rules, &[]);

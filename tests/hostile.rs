@@ -421,9 +421,7 @@ fn run_cases(
 }
 
 fn rules_file(lab: &Lab) -> std::path::PathBuf {
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, RULES).unwrap();
-    rules
+    lab.write_rules(RULES)
 }
 
 /// Pins the mail server's hardware address in the gateway's neighbour

@@ -8,12 +8,8 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, Ns, PORTGATE, repo};
+use common::{Lab, Ns, PORTGATE, example};
 use serde_json::Value;
-
-fn example() -> String {
-    fs::read_to_string(repo().join("rules/example.yaml")).unwrap()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -26,8 +22,7 @@ fn queue0(status: &Value) -> &Value {
 #[test]
 fn reload_through_the_client_applies_or_refuses() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
     let server = lab.smtp_server(Ns::Net, "203.0.113.25");
@@ -105,8 +100,7 @@ fn reload_through_the_client_applies_or_refuses() {
 #[test]
 fn status_and_blocked_count_exactly_the_traffic_sent() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
 
@@ -191,9 +185,8 @@ fn status_and_blocked_count_exactly_the_traffic_sent() {
 #[test]
 fn monitor_mode_lets_mail_through_and_reports_it() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
     // rules/example.yaml judges 587/tcp in monitor mode.
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     lab.queue_port(587, 0, &[]);
     let pg = lab.portgate(&rules, &[]);
@@ -237,8 +230,7 @@ fn monitor_mode_lets_mail_through_and_reports_it() {
 #[test]
 fn metrics_file_is_valid_prometheus_text_and_matches_status() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
     lab.syns(Ns::Site, "192.0.2.10", "203.0.113.25", 25, 2);
@@ -302,8 +294,7 @@ fn metrics_file_is_valid_prometheus_text_and_matches_status() {
 #[test]
 fn explain_asks_the_running_daemon() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
     // Edit the file without reloading: the daemon still judges by the old
@@ -339,8 +330,7 @@ fn explain_asks_the_running_daemon() {
 #[test]
 fn the_control_socket_belongs_to_one_daemon() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let first = lab.portgate(&rules, &[]);
     let mode = fs::metadata(&first.control).unwrap();

@@ -11,11 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Lab, Ns, PORTGATE, repo};
-
-fn example() -> String {
-    fs::read_to_string(repo().join("rules/example.yaml")).unwrap()
-}
+use common::{Lab, Ns, PORTGATE, example};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -36,8 +32,7 @@ const CAP_NET_ADMIN: u64 = 1 << 12;
 #[test]
 fn started_as_root_it_keeps_only_cap_net_admin() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
     assert!(
@@ -72,8 +67,7 @@ fn started_as_root_it_keeps_only_cap_net_admin() {
 #[test]
 fn a_rules_file_others_can_write_is_refused() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
 
     fs::set_permissions(&rules, fs::Permissions::from_mode(0o664)).unwrap();
@@ -142,8 +136,7 @@ fn chown(path: &std::path::Path, uid: u32) {
 #[test]
 fn the_control_socket_serves_only_root_and_its_user_and_names_no_files() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
 
@@ -198,8 +191,7 @@ fn the_control_socket_serves_only_root_and_its_user_and_names_no_files() {
 #[test]
 fn a_worker_that_dies_ends_the_process_with_an_error() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &["--test-panic-after", "3"]);
     lab.syns(Ns::Site, "192.0.2.10", "203.0.113.25", 25, 5);

@@ -6,18 +6,12 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::{Lab, Ns, repo};
-
-/// rules/example.yaml, the file the README and the demo use.
-fn example() -> String {
-    fs::read_to_string(repo().join("rules/example.yaml")).unwrap()
-}
+use common::{Lab, Ns, example};
 
 #[test]
 fn mail_passes_only_from_identified_addresses() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
 
@@ -112,8 +106,7 @@ fn mail_passes_only_from_identified_addresses() {
 #[test]
 fn sighup_applies_a_good_edit_and_survives_a_broken_one() {
     let mut lab = Lab::new();
-    let rules = lab.dir.path().join("rules.yaml");
-    fs::write(&rules, example()).unwrap();
+    let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &[]);
     let server = lab.smtp_server(Ns::Net, "203.0.113.25");

@@ -22,6 +22,11 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// rules/example.yaml, the file the README and the demo use.
+pub fn example() -> String {
+    fs::read_to_string(repo().join("rules/example.yaml")).unwrap()
+}
+
 fn must_be_root() {
     let uid = fs::read_to_string("/proc/self/status")
         .ok()
@@ -89,6 +94,13 @@ impl Lab {
                 .args(["up", &lab.name]),
         );
         lab
+    }
+
+    /// Writes `text` as the lab's rules file, `rules.yaml` in its directory.
+    pub fn write_rules(&self, text: &str) -> PathBuf {
+        let rules = self.dir.path().join("rules.yaml");
+        fs::write(&rules, text).unwrap();
+        rules
     }
 
     pub fn ns(&self, ns: Ns) -> String {
