@@ -16,7 +16,7 @@ cleanup() { bash tests/lab.sh down "$lab"; rm -rf "$work"; }
 trap cleanup EXIT
 bash tests/lab.sh down "$lab"
 bash tests/lab.sh up "$lab"
-ip netns exec "$lab-gw" ip6tables -A FORWARD -p tcp --dport 25 --tcp-flags SYN SYN -j NFQUEUE --queue-num 0
+ip netns exec "$lab-gw" ip6tables -A FORWARD -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0
 ip netns exec "$lab-gw" "$pg" run --rules rules/example.yaml --control "$work/control.sock" \
     --blocked-capacity "$capacity" 2>"$work/portgate.log" &
 pid=$!

@@ -180,21 +180,31 @@ const FORWARD: &[(&str, &[Expect])] = &[
     ("v6_udp_judged_unidentified", &[Dropped]),
     ("v6_sctp_port_25", &[Accept("accepted_unjudged")]),
     ("icmpv6_echo", &[Accept("accepted_unjudged")]),
-    // The README's rule, for 192.0.2.60 only.
-    ("documented_rule_syn", &[Dropped]),
-    ("documented_rule_syn_fin", &[Dropped]),
+    // The rule without conntrack, for 192.0.2.60 only: what it misses.
+    ("flags_rule_syn", &[Dropped]),
+    ("flags_rule_syn_fin", &[Dropped]),
+    ("flags_rule_fin_psh_urg", &[NotQueued { arrives: true }]),
     (
-        "documented_rule_fin_psh_urg",
-        &[NotQueued { arrives: true }],
-    ),
-    (
-        "documented_rule_fragments",
+        "flags_rule_fragments",
         &[Dropped, NotQueued { arrives: true }],
+    ),
+    // Regression (found in a break-it session): a SYN whose first fragment
+    // holds 8 bytes of TCP gets past a flags-only rule unjudged.
+    (
+        "flags_rule_tiny_first_fragment",
+        &[NotQueued { arrives: true }, NotQueued { arrives: true }],
     ),
 ];
 
 /// Queue 0 again, after a rule that needs conntrack.
 const DEFRAG: &[(&str, &[Expect])] = &[
+    // The README's rule, with conntrack, for 192.0.2.61 only: every first
+    // packet of a flow is judged, fragments after reassembly.
+    ("readme_rule_syn", &[Dropped]),
+    ("readme_rule_syn_fin", &[Dropped]),
+    ("readme_rule_fin_psh_urg", &[Dropped]),
+    ("readme_rule_fragments", &[Dropped, Reassembled]),
+    ("readme_rule_tiny_first_fragment", &[Dropped, Reassembled]),
     ("defrag_v4_permitted", &[Accept(SP), Reassembled]),
     ("defrag_v4_unidentified", &[Dropped, Reassembled]),
     (
@@ -459,7 +469,8 @@ fn hostile_packets_through_forward() {
     let mut lab = Lab::new();
     let rules = rules_file(&lab);
     let site_if = format!("{}sg", lab.name);
-    // The README's rule, for one source only, then everything from the site.
+    // The rule without conntrack, for one source only, then everything
+    // from the site.
     for rule in [
         &[
             "-s",
@@ -502,9 +513,40 @@ fn hostile_packets_through_forward() {
     let mut kinds = HashMap::new();
     run_cases(&mut crafter, &pg, 0, FORWARD, &mut kinds);
 
-    // Conntrack in the gateway's namespace: a rule that needs it (never
-    // reached: the NFQUEUE rule before it is final) turns on nf_defrag.
-    for tool in ["iptables", "ip6tables"] {
+    // The README's rule, with conntrack, for one source, placed first. Its
+    // conntrack match turns on nf_defrag in the gateway's namespace.
+    for (n, rule) in [
+        &[
+            "-s",
+            "192.0.2.61",
+            "-p",
+            "tcp",
+            "--dport",
+            "25",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW,INVALID",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            "0",
+        ][..],
+        &["-s", "192.0.2.61", "-j", "ACCEPT"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let pos = (n + 1).to_string();
+        ipt(
+            &lab,
+            "iptables",
+            &[&["-I", "FORWARD", &pos][..], rule].concat(),
+        );
+    }
+    // And for IPv6: a rule that needs conntrack (never reached: the NFQUEUE
+    // rule before it is final) turns on nf_defrag_ipv6.
+    for tool in ["ip6tables"] {
         ipt(
             &lab,
             tool,

@@ -256,12 +256,13 @@ const GATEWAY_8: &[Block] = &[
         queue `portgate run` serves (`--queues`, default 0):",
     ),
     Code(
-        "iptables  -A FORWARD -p tcp --dport 25 --tcp-flags SYN SYN -j NFQUEUE --queue-num 0\n\
-         ip6tables -A FORWARD -p tcp --dport 25 --tcp-flags SYN SYN -j NFQUEUE --queue-num 0",
+        "iptables  -A FORWARD -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0\n\
+         ip6tables -A FORWARD -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0",
     ),
     Para(
-        "`--tcp-flags SYN SYN` queues every attempt to open a connection (`--syn` alone \
-        would let a SYN+FIN through unjudged): portgate judges \
+        "`--ctstate NEW,INVALID` queues the first packet of every connection, and \
+        conntrack reassembles fragments first (a rule on TCP flags alone lets a SYN \
+        whose first fragment is too short to show them pass unjudged): portgate judges \
         connections, and the kernel carries the rest of an accepted connection without \
         involving userspace. A permit removed by a reload therefore stops new \
         connections; established ones run to their end. portgate's *accept* ends the \
