@@ -546,22 +546,20 @@ fn hostile_packets_through_forward() {
     }
     // And for IPv6: a rule that needs conntrack (never reached: the NFQUEUE
     // rule before it is final) turns on nf_defrag_ipv6.
-    for tool in ["ip6tables"] {
-        ipt(
-            &lab,
-            tool,
-            &[
-                "-A",
-                "FORWARD",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "INVALID",
-                "-j",
-                "DROP",
-            ],
-        );
-    }
+    ipt(
+        &lab,
+        "ip6tables",
+        &[
+            "-A",
+            "FORWARD",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "INVALID",
+            "-j",
+            "DROP",
+        ],
+    );
     run_cases(&mut crafter, &pg, 0, DEFRAG, &mut kinds);
 
     // Still serving: real mail from an identified host.
