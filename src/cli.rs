@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -73,7 +74,7 @@ pub struct BlockedArgs {
     pub client: ClientArgs,
     /// Only sources seen within this long: `90s`, `15m`, `2h`, `1d`.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub since: Option<std::time::Duration>,
+    pub since: Option<Duration>,
     /// The N sources with the most packets, instead of the most recent.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
@@ -92,8 +93,10 @@ pub struct RunArgs {
     /// dropping them (the kernel's NFQA_CFG_F_FAIL_OPEN).
     #[arg(long)]
     pub fail_open: bool,
-    /// Packets the kernel may hold per queue, waiting for a verdict.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// Packets the kernel may hold per queue, waiting for a verdict (8 to
+    /// 1048576).
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(8..=1_048_576))]
     pub queue_maxlen: u32,
     /// The control socket for `portgate reload`, `status`, `blocked` and
     /// `explain`.
@@ -103,16 +106,20 @@ pub struct RunArgs {
     /// collector reads `*.prom`), rewritten atomically every few seconds.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
-    /// How often to rewrite the metrics file.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub metrics_interval: std::time::Duration,
-    /// How often to log a summary of unidentified traffic.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub summary_interval: std::time::Duration,
+    /// How often to rewrite the metrics file (100ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5s",
+          value_parser = duration_in(Duration::from_millis(100), Duration::from_secs(3600)))]
+    pub metrics_interval: Duration,
+    /// How often to log a summary of unidentified traffic (1s to 1d).
+    #[arg(long, value_name = "DURATION", default_value = "60s",
+          value_parser = duration_in(Duration::from_secs(1), Duration::from_secs(86_400)))]
+    pub summary_interval: Duration,
     /// Unidentified source/port pairs remembered for `portgate blocked`
-    /// (about 100 bytes each); when full, the least recently seen go first.
-    #[arg(long, value_name = "N", default_value_t = 65_536)]
-    pub blocked_capacity: usize,
+    /// (8 to 4194304; about 128 bytes each, allocated at start); when full,
+    /// the least recently seen go first.
+    #[arg(long, value_name = "N", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(8..=4_194_304))]
+    pub blocked_capacity: u64,
     /// Read the rules file even when someone other than root and the
     /// daemon's user could write it (or its directory).
     #[arg(long)]
@@ -166,6 +173,21 @@ pub enum Generated {
     CompleteZsh,
 }
 
+/// A parser for durations between `min` and `max`.
+fn duration_in(min: Duration, max: Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s| {
+        let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+        if d < min || d > max {
+            return Err(format!(
+                "{s} is outside {} to {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(d)
+    }
+}
+
 fn parse_proto(s: &str) -> Result<Proto, String> {
     s.parse()
 }
@@ -173,6 +195,13 @@ fn parse_proto(s: &str) -> Result<Proto, String> {
 /// A set of netfilter queue numbers, sorted and without duplicates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueSpec(pub Vec<u16>);
+
+/// Queues one daemon serves at most: one worker thread each.
+const MAX_QUEUES: usize = 64;
+
+fn too_many(n: usize) -> String {
+    format!("{n} queues: one thread each is too many; use at most {MAX_QUEUES}")
+}
 
 /// Parses `0`, `0-3`, `0,2,5` and combinations such as `0-3,8`.
 pub fn parse_queues(s: &str) -> Result<QueueSpec, String> {
@@ -189,18 +218,18 @@ pub fn parse_queues(s: &str) -> Result<QueueSpec, String> {
                 if a > b {
                     return Err(format!("range {part:?} runs backwards"));
                 }
+                if usize::from(b - a) >= MAX_QUEUES {
+                    return Err(too_many(usize::from(b - a) + 1));
+                }
                 out.extend(a..=b);
             }
             None => out.push(num(part)?),
         }
-    }
-    out.sort_unstable();
-    out.dedup();
-    if out.len() > 64 {
-        return Err(format!(
-            "{} queues: one thread each is too many; use at most 64",
-            out.len()
-        ));
+        out.sort_unstable();
+        out.dedup();
+        if out.len() > MAX_QUEUES {
+            return Err(too_many(out.len()));
+        }
     }
     Ok(QueueSpec(out))
 }

@@ -2,7 +2,6 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use log::error;
@@ -147,11 +146,11 @@ fn run(args: RunArgs) -> ExitCode {
         queues: args.queues.0,
         fail_open: args.fail_open,
         queue_maxlen: args.queue_maxlen,
-        summary_interval: args.summary_interval.max(Duration::from_secs(1)),
-        blocked_capacity: args.blocked_capacity,
+        summary_interval: args.summary_interval,
+        blocked_capacity: usize::try_from(args.blocked_capacity).unwrap_or(usize::MAX),
         control: Some(args.control),
         metrics_file: args.metrics_file,
-        metrics_interval: args.metrics_interval.max(Duration::from_millis(100)),
+        metrics_interval: args.metrics_interval,
         insecure_rules: args.insecure_rules,
         test_panic_after: args.test_panic_after,
     };
@@ -168,7 +167,7 @@ fn run(args: RunArgs) -> ExitCode {
             // sockets, which unbinds the queues.
             std::process::exit(0);
         }
-        Err(e @ RunError::WorkerStopped { .. }) => {
+        Err(e @ RunError::ThreadStopped { .. }) => {
             error!("{e}; exiting so that the supervisor restarts portgate");
             std::process::exit(1);
         }
@@ -187,6 +186,11 @@ fn check(args: &CheckArgs) -> ExitCode {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     eprintln!("{}", w.render(&file));
+                }
+                // The file is fine; say so too if `portgate run` (as this
+                // user) would still refuse to read it.
+                if let Err(why) = portgate::daemon::privs::check_rules_file(path) {
+                    eprintln!("{file}: warning: portgate run would refuse it: {why}");
                 }
                 println!("{file}: ok: {}", loaded.ruleset.summary());
             }

@@ -360,6 +360,10 @@ fn the_control_socket_belongs_to_one_daemon() {
         Some(1)
     );
     assert!(
+        !other.exists(),
+        "a daemon that failed to start left its socket behind"
+    );
+    assert!(
         third
             .log_text()
             .contains("cannot bind netfilter queue 0: Operation not permitted (os error 1) (another process already serves this queue"),

@@ -77,7 +77,7 @@ fn a_rules_file_others_can_write_is_refused() {
         Some(1)
     );
     assert!(
-        refused.log_text().contains("refusing the rules file: ")
+        refused.log_text().contains("refusing to read it: ")
             && refused
                 .log_text()
                 .contains("is writable by its group (mode 0664)"),
@@ -199,7 +199,7 @@ fn a_worker_that_dies_ends_the_process_with_an_error() {
     assert_eq!(status.code(), Some(1), "{}", pg.log_text());
     let log = pg.log_text();
     assert!(
-        log.contains("worker for queue 0 stopped: the worker thread panicked; exiting so that the supervisor restarts portgate"),
+        log.contains("worker for queue 0 stopped: the thread panicked; exiting so that the supervisor restarts portgate"),
         "{log}"
     );
     assert!(log.contains("injected fault"), "{log}");

@@ -1,11 +1,12 @@
 //! The daemon's side of the control socket.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{info, warn};
 
@@ -28,7 +29,15 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         path: path.to_owned(),
         source,
     };
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        // Only ever remove a socket: a path given by mistake that names a
+        // file (or a link to one) is an error, not something to delete.
+        if !meta.file_type().is_socket() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "it exists and is not a socket",
+            )));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(ControlError::InUse(path.to_owned()));
         }
@@ -57,8 +66,16 @@ pub fn remove(path: &Path) {
 }
 
 /// Answers requests until `stop`.
-pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
+/// Requests answered at once; more wait for a free handler briefly, then are
+/// told the daemon is busy. A reload holds one handler for as long as it
+/// takes; status, blocked and explain take milliseconds.
+const MAX_HANDLERS: usize = 8;
+
+/// Answers requests until `stop`, each connection on its own thread, so
+/// that a slow or silent client holds up nobody else.
+pub fn serve(listener: &UnixListener, shared: &Arc<Shared>, stop: &AtomicBool) {
     let me = rustix::process::geteuid();
+    let busy = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         // Wait for a connection, waking now and then to see the stop flag.
         let mut fds = [rustix::event::PollFd::new(
@@ -104,21 +121,68 @@ pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
                 continue;
             }
         }
-        handle(stream, shared);
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(REQUEST_TIME));
+        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_HANDLERS {
+            busy.fetch_sub(1, Ordering::AcqRel);
+            reply(
+                stream,
+                &Response::Error {
+                    error: format!("busy: {MAX_HANDLERS} requests are being answered; try again"),
+                },
+            );
+            continue;
+        }
+        let (sh, busy) = (Arc::clone(shared), Arc::clone(&busy));
+        let spawned = std::thread::Builder::new()
+            .name("control-request".into())
+            .spawn(move || {
+                handle(stream, &sh);
+                busy.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            warn!("control socket: cannot start a handler: {e}");
+        }
     }
 }
 
+/// A client has this long to send its whole request, however it dribbles.
+const REQUEST_TIME: Duration = Duration::from_secs(2);
+
+/// Reads one request line: at most [`MAX_REQUEST`] bytes, within
+/// [`REQUEST_TIME`] in all.
+fn read_request(stream: &UnixStream) -> Result<String, String> {
+    let deadline = Instant::now() + REQUEST_TIME;
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("the request did not arrive in time".into());
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        let n = match (&*stream).read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read the request: {e}")),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            buf.truncate(end);
+            break;
+        }
+        if buf.len() as u64 > MAX_REQUEST {
+            return Err("the request is too long".into());
+        }
+    }
+    String::from_utf8(buf).map_err(|_| "the request is not UTF-8".into())
+}
+
 fn handle(stream: UnixStream, shared: &Shared) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut line = String::new();
-    let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
-    let response = match read {
-        Err(e) => Response::Error {
-            error: format!("cannot read the request: {e}"),
-        },
-        Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
+    let response = match read_request(&stream) {
+        Err(error) => Response::Error { error },
+        Ok(line) => match serde_json::from_str::<Request>(line.trim()) {
             Ok(req) => answer(req, shared),
             Err(e) => Response::Error {
                 error: format!("not a request: {e}"),

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -330,10 +331,19 @@ pub fn write(path: &Path, shared: &Shared) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "portgate.prom".into());
     // node_exporter ignores files not ending in .prom: a temporary name
-    // that does not end so is never read half-written.
+    // that does not end so is never read half-written. Created new, never
+    // opened through whatever is already there (a symlink planted in a
+    // directory others can write must not redirect the write), and
+    // readable by the collector (0644) whatever the service's umask.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

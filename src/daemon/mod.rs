@@ -84,9 +84,6 @@ pub enum RunError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Control(#[from] control::ControlError),
-    /// The rules file is writable by someone it should not be.
-    #[error("refusing the rules file: {0} (--insecure-rules overrides)")]
-    InsecureRules(String),
     /// Dropping privileges failed.
     #[error("cannot drop capabilities: {0}")]
     Privileges(#[source] std::io::Error),
@@ -94,24 +91,27 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),
-    /// A worker stopped; the daemon must be restarted.
-    #[error("worker for queue {queue} stopped: {reason}")]
-    WorkerStopped { queue: u16, reason: String },
+    /// A worker, or another of the daemon's threads, stopped; the daemon
+    /// must be restarted.
+    #[error("{thread} stopped: {reason}")]
+    ThreadStopped { thread: String, reason: String },
 }
 
 /// What the main thread waits for.
 enum Control {
     Signal(i32),
-    WorkerStopped { queue: u16, reason: String },
+    ThreadStopped { thread: String, reason: String },
 }
 
-/// Tells the main thread when a worker thread ends, however it ends
-/// (returning an error, or unwinding from a panic).
+/// Tells the main thread when one of the daemon's threads ends without
+/// being asked to, however it ends (returning an error, or unwinding from a
+/// panic): a daemon without its reporter or control socket is as broken as
+/// one without a worker, only more quietly.
 struct Tombstone {
-    queue: u16,
-    /// Why the worker stopped; `None` while it runs (and when it panics).
+    thread: String,
+    /// Why the thread stopped; `None` while it runs (and when it panics).
     reason: Option<String>,
-    /// False when the worker stopped because it was asked to.
+    /// False when the thread stopped because it was asked to.
     armed: bool,
     tx: Sender<Control>,
 }
@@ -124,12 +124,35 @@ impl Drop for Tombstone {
         let reason = self
             .reason
             .take()
-            .unwrap_or_else(|| "the worker thread panicked".to_owned());
-        let _ = self.tx.send(Control::WorkerStopped {
-            queue: self.queue,
+            .unwrap_or_else(|| "the thread panicked".to_owned());
+        let _ = self.tx.send(Control::ThreadStopped {
+            thread: std::mem::take(&mut self.thread),
             reason,
         });
     }
+}
+
+/// Starts a thread whose end, unless `stop` was set, ends the daemon.
+fn spawn_guarded(
+    name: &str,
+    thread: String,
+    tx: Sender<Control>,
+    stop: Arc<AtomicBool>,
+    body: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, RunError> {
+    spawn(name, move || {
+        let mut tomb = Tombstone {
+            thread,
+            reason: None,
+            armed: true,
+            tx,
+        };
+        match body() {
+            Ok(()) if stop.load(Ordering::Relaxed) => tomb.armed = false,
+            Ok(()) => tomb.reason = Some("it returned".into()),
+            Err(e) => tomb.reason = Some(e),
+        }
+    })
 }
 
 /// The outcome of the last reload attempt.
@@ -311,20 +334,18 @@ impl Shared {
 
 /// Reads the rules file, after checking who could have written it.
 fn load_rules(opts: &Options) -> Result<rules::Loaded, LoadError> {
-    if !opts.insecure_rules {
-        if let Err(why) = privs::check_rules_file(&opts.rules) {
-            return Err(LoadError {
-                file: opts.rules.display().to_string(),
-                diagnostics: vec![rules::Diagnostic {
-                    severity: rules::Severity::Error,
-                    pos: rules::Pos::default(),
-                    message: format!("refusing to read it: {why}"),
-                    hint: Some("--insecure-rules overrides this check".into()),
-                }],
-            });
-        }
-    }
-    rules::load_file(&opts.rules)
+    let name = opts.rules.display().to_string();
+    let file = privs::open_rules(&opts.rules, opts.insecure_rules).map_err(|why| LoadError {
+        file: name.clone(),
+        diagnostics: vec![rules::Diagnostic {
+            severity: rules::Severity::Error,
+            pos: rules::Pos::default(),
+            message: format!("refusing to read it: {why}"),
+            hint: (!opts.insecure_rules).then(|| "--insecure-rules overrides this check".into()),
+        }],
+    })?;
+    let text = rules::file::read(file, &name)?;
+    rules::load(&text, &name)
 }
 
 pub struct Daemon {
@@ -335,10 +356,7 @@ impl Daemon {
     /// Loads the rules; fails with every problem in the file when they are bad.
     pub fn new(opts: Options) -> Result<Daemon, RunError> {
         let started = Instant::now();
-        if !opts.insecure_rules {
-            privs::check_rules_file(&opts.rules).map_err(RunError::InsecureRules)?;
-        }
-        let loaded = rules::load_file(&opts.rules).map_err(RunError::Rules)?;
+        let loaded = load_rules(&opts).map_err(RunError::Rules)?;
         for w in &loaded.warnings {
             warn!("{}", w.render(&opts.rules.display().to_string()));
         }
@@ -395,14 +413,24 @@ impl Daemon {
             None => None,
         };
         // Bind every queue before starting anything, so a queue held by
-        // another process fails the start, naming the queue.
+        // another process fails the start, naming the queue (and leaves no
+        // control socket behind).
         let mut queues = Vec::new();
         for &queue in &opts.queues {
-            queues.push(Queue::open(&QueueConfig {
+            let q = Queue::open(&QueueConfig {
                 queue,
                 fail_open: opts.fail_open,
                 max_len: opts.queue_maxlen,
-            })?);
+            });
+            match q {
+                Ok(q) => queues.push(q),
+                Err(e) => {
+                    if let Some(path) = &opts.control {
+                        control::server::remove(path);
+                    }
+                    return Err(e.into());
+                }
+            }
         }
 
         // Everything that needed more than CAP_NET_ADMIN is done. Before any
@@ -426,25 +454,49 @@ impl Daemon {
             }
         })?;
 
+        let stop = Arc::new(AtomicBool::new(false));
         let (ev_tx, ev_rx) = crossbeam_channel::bounded(8192);
         let reporter = report::Reporter {
             shared: Arc::clone(shared),
             interval: opts.summary_interval,
         };
-        let reporter_thread = spawn("reporter", move || reporter.run(ev_rx))?;
-
-        let stop = Arc::new(AtomicBool::new(false));
+        let reporter_thread = spawn_guarded(
+            "reporter",
+            "the reporter thread".into(),
+            ctl_tx.clone(),
+            Arc::clone(&stop),
+            move || {
+                reporter.run(ev_rx);
+                Ok(())
+            },
+        )?;
         if let Some(listener) = listener {
             let sh = Arc::clone(shared);
-            let stop = Arc::clone(&stop);
-            spawn("control", move || {
-                control::server::serve(&listener, &sh, &stop)
-            })?;
+            let st = Arc::clone(&stop);
+            spawn_guarded(
+                "control",
+                "the control socket thread".into(),
+                ctl_tx.clone(),
+                Arc::clone(&stop),
+                move || {
+                    control::server::serve(&listener, &sh, &st);
+                    Ok(())
+                },
+            )?;
         }
         if let Some(path) = opts.metrics_file.clone() {
             let sh = Arc::clone(shared);
-            let stop = Arc::clone(&stop);
-            spawn("metrics", move || metrics::write_loop(&path, &sh, &stop))?;
+            let st = Arc::clone(&stop);
+            spawn_guarded(
+                "metrics",
+                "the metrics thread".into(),
+                ctl_tx.clone(),
+                Arc::clone(&stop),
+                move || {
+                    metrics::write_loop(&path, &sh, &st);
+                    Ok(())
+                },
+            )?;
         }
 
         let mut workers = Vec::new();
@@ -458,23 +510,20 @@ impl Daemon {
                 .expect("stats exist for every queue");
             let sh = Arc::clone(shared);
             let events = ev_tx.clone();
-            let tx = ctl_tx.clone();
-            let stop = Arc::clone(&stop);
-            workers.push(spawn(&format!("queue-{queue}"), move || {
-                let mut tomb = Tombstone {
-                    queue,
-                    reason: None,
-                    armed: true,
-                    tx,
-                };
-                let fault = worker::Fault {
-                    panic_after: sh.opts.test_panic_after,
-                };
-                match worker::serve(&mut q, &sh.active, &stats, &events, &stop, fault) {
-                    Ok(()) => tomb.armed = !stop.load(Ordering::Relaxed),
-                    Err(e) => tomb.reason = Some(e.to_string()),
-                }
-            })?);
+            let st = Arc::clone(&stop);
+            workers.push(spawn_guarded(
+                &format!("queue-{queue}"),
+                format!("worker for queue {queue}"),
+                ctl_tx.clone(),
+                Arc::clone(&stop),
+                move || {
+                    let fault = worker::Fault {
+                        panic_after: sh.opts.test_panic_after,
+                    };
+                    worker::serve(&mut q, &sh.active, &stats, &events, &st, fault)
+                        .map_err(|e| e.to_string())
+                },
+            )?);
         }
         info!(
             "serving netfilter queue{} {} (fail-{})",
@@ -554,13 +603,13 @@ impl Daemon {
                     notify::stopping();
                     return Ok(());
                 }
-                Ok(Control::WorkerStopped { queue, reason }) => {
-                    return Err(RunError::WorkerStopped { queue, reason });
+                Ok(Control::ThreadStopped { thread, reason }) => {
+                    return Err(RunError::ThreadStopped { thread, reason });
                 }
                 Err(_) => {
-                    return Err(RunError::WorkerStopped {
-                        queue: 0,
-                        reason: "control channel closed".into(),
+                    return Err(RunError::ThreadStopped {
+                        thread: "the main loop".into(),
+                        reason: "its channel closed".into(),
                     });
                 }
             }

@@ -9,7 +9,7 @@
 //!   directory must not be writable by anyone but root and the daemon's own
 //!   user, because whoever can write the file decides who may send mail.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rustix::thread::{CapabilitySet, CapabilitySets};
@@ -72,20 +72,50 @@ fn os(e: rustix::io::Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
-/// Why a rules file may not be trusted, or `Ok` when it may.
-pub fn check_rules_file(path: &Path) -> Result<(), String> {
-    let me = rustix::process::geteuid().as_raw();
-    let trusted = |uid: u32| uid == 0 || uid == me;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mode = meta.mode();
-    if !trusted(meta.uid()) {
+/// Opens the rules file for the daemon. Unless `insecure`, like sshd's
+/// StrictModes: the file and every directory above it (after resolving
+/// symlinks) must belong to root or the daemon's user and be writable by
+/// nobody else (a sticky directory such as /tmp is fine), and the checks
+/// are made on the file actually opened, not on its name, so it cannot be
+/// swapped between check and read.
+pub fn open_rules(path: &Path, insecure: bool) -> Result<std::fs::File, String> {
+    let canonical =
+        std::fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !insecure {
+        for dir in canonical.ancestors().skip(1) {
+            let meta = std::fs::metadata(dir)
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            trusted_dir(dir, &meta)?;
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&canonical)
+        .map_err(|e| format!("cannot read {}: {e}", canonical.display()))?;
+    if !insecure {
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot read {}: {e}", canonical.display()))?;
+        trusted_file(&canonical, &meta)?;
+    }
+    Ok(file)
+}
+
+fn my_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+fn trusted_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    let me = my_uid();
+    if meta.uid() != 0 && meta.uid() != me {
         return Err(format!(
             "{} is owned by uid {}: only root or the daemon's user (uid {me}) may own the rules file",
             path.display(),
             meta.uid()
         ));
     }
+    let mode = meta.mode();
     if mode & 0o022 != 0 {
         return Err(format!(
             "{} is writable by {} (mode {:04o}): only its owner may be able to change the rules (chmod go-w)",
@@ -98,29 +128,34 @@ pub fn check_rules_file(path: &Path) -> Result<(), String> {
             mode & 0o7777
         ));
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let dmeta =
-        std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    let dmode = dmeta.mode();
-    if !trusted(dmeta.uid()) {
+    Ok(())
+}
+
+fn trusted_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    let me = my_uid();
+    if meta.uid() != 0 && meta.uid() != me {
         return Err(format!(
-            "{} (the rules file's directory) is owned by uid {}: someone else could replace the file",
+            "{} (above the rules file) is owned by uid {}: someone else could replace the file",
             dir.display(),
-            dmeta.uid()
+            meta.uid()
         ));
     }
-    // A sticky directory (like /tmp) lets nobody replace a file they do not own.
-    if dmode & 0o022 != 0 && dmode & 0o1000 == 0 {
+    let mode = meta.mode();
+    // A sticky directory (like /tmp) lets nobody replace a file they do
+    // not own.
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
         return Err(format!(
-            "{} (the rules file's directory) is writable by others (mode {:04o}): someone else could replace the file (chmod go-w)",
+            "{} (above the rules file) is writable by others (mode {:04o}): someone else could replace the file (chmod go-w)",
             dir.display(),
-            dmode & 0o7777
+            mode & 0o7777
         ));
     }
     Ok(())
+}
+
+/// Why the daemon would refuse a rules file, or `Ok` when it would read it.
+pub fn check_rules_file(path: &Path) -> Result<(), String> {
+    open_rules(path, false).map(drop)
 }
 
 #[cfg(test)]
@@ -152,8 +187,37 @@ mod tests {
         assert!(
             check_rules_file(&f)
                 .unwrap_err()
-                .contains("directory) is writable by others")
+                .contains("(above the rules file) is writable by others")
         );
+        // Through a symlink: the target's directories count, not the link's.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let open = dir.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let inner = open.join("rules.yaml");
+        std::fs::write(&inner, "x").unwrap();
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.join("link.yaml");
+        std::os::unix::fs::symlink(&inner, &link).unwrap();
+        assert!(
+            check_rules_file(&link)
+                .unwrap_err()
+                .contains("writable by others")
+        );
+        // And every directory above, not just the parent.
+        let deep = open.join("deep");
+        std::fs::create_dir(&deep).unwrap();
+        std::fs::set_permissions(&deep, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let deeper = deep.join("rules.yaml");
+        std::fs::write(&deeper, "x").unwrap();
+        std::fs::set_permissions(&deeper, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            check_rules_file(&deeper)
+                .unwrap_err()
+                .contains("writable by others")
+        );
+        // --insecure-rules opens it all the same.
+        assert!(open_rules(&deeper, true).is_ok());
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert_eq!(check_rules_file(&f), Ok(()));
         assert!(

@@ -93,15 +93,16 @@ impl Reporter {
         let mut began = Instant::now();
         let mut next = began + self.interval;
         loop {
+            // Due even when events never stop coming.
+            if Instant::now() >= next {
+                summarise(&cur, began.elapsed());
+                cur = Interval::default();
+                began = Instant::now();
+                next = began + self.interval;
+            }
             let ev = match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Ok(ev) => ev,
-                Err(RecvTimeoutError::Timeout) => {
-                    summarise(&cur, began.elapsed());
-                    cur = Interval::default();
-                    began = Instant::now();
-                    next = began + self.interval;
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     summarise(&cur, began.elapsed());
                     return;

@@ -133,15 +133,8 @@ pub struct Loaded {
 
 /// Reads and validates a rules file; `file` names it in messages.
 pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-        file: file.clone(),
-        diagnostics: vec![Diagnostic::error(
-            Pos::default(),
-            format!("cannot read: {e}"),
-        )],
-    })?;
-    load(&text, &file)
+    let text = super::file::read_path(path)?;
+    load(&text, &path.display().to_string())
 }
 
 /// Validates rules text; `file` names it in messages.

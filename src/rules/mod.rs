@@ -8,6 +8,7 @@
 //! entries, no host bits, no IPv4-mapped IPv6 prefixes, every port judged at
 //! most once per protocol.
 
+pub mod file;
 mod load;
 mod yaml;
 
