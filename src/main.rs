@@ -33,14 +33,31 @@ fn main() -> ExitCode {
 const NO_DAEMON: u8 = 2;
 
 fn client_error(e: &ControlError) -> ExitCode {
-    eprintln!("portgate: {e}");
+    err(&format!("portgate: {e}\n"));
     ExitCode::from(NO_DAEMON)
+}
+
+/// Writes to stdout. When the reader has gone (`portgate blocked | head`),
+/// ends quietly, as other Unix tools do, instead of panicking.
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(s.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Writes to stderr, ignoring a stderr that has gone.
+fn err(s: &str) {
+    let mut o = std::io::stderr().lock();
+    let _ = o.write_all(s.as_bytes());
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("portgate: cannot encode the answer: {e}"),
+        Ok(s) => out(&format!("{s}\n")),
+        Err(e) => err(&format!("portgate: cannot encode the answer: {e}\n")),
     }
 }
 
@@ -52,9 +69,9 @@ fn reload(args: &ClientArgs) -> ExitCode {
     if args.json {
         print_json(&r);
     } else if r.ok {
-        print!("{}", render::reload(&r));
+        out(&render::reload(&r));
     } else {
-        eprint!("{}", render::reload(&r));
+        err(&render::reload(&r));
     }
     if r.ok {
         ExitCode::SUCCESS
@@ -82,7 +99,7 @@ fn status(args: &ClientArgs) -> ExitCode {
     if args.json {
         print_json(&s);
     } else {
-        print!("{}", render::status(&s));
+        out(&render::status(&s));
     }
     ExitCode::SUCCESS
 }
@@ -98,7 +115,7 @@ fn blocked(args: &BlockedArgs) -> ExitCode {
             let since = args
                 .since
                 .map(|d| humantime::format_duration(d).to_string());
-            print!("{}", render::blocked(&b, since.as_deref()));
+            out(&render::blocked(&b, since.as_deref()));
         }
         Err(e) => return client_error(&e),
     }
@@ -118,7 +135,13 @@ fn init_logging() {
                 log::Level::Info => 6,
                 log::Level::Debug | log::Level::Trace => 7,
             };
-            writeln!(buf, "<{prio}>{}", rec.args())
+            // Every line its priority: journald splits a message at
+            // newlines, and a line without one would fall to the default.
+            let msg = rec.args().to_string();
+            for line in msg.lines() {
+                writeln!(buf, "<{prio}>{line}")?;
+            }
+            Ok(())
         });
     } else {
         b.format_target(false);
@@ -185,17 +208,19 @@ fn check(args: &CheckArgs) -> ExitCode {
         match rules::load_file(path) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
-                    eprintln!("{}", w.render(&file));
+                    err(&format!("{}\n", w.render(&file)));
                 }
                 // The file is fine; say so too if `portgate run` (as this
                 // user) would still refuse to read it.
                 if let Err(why) = portgate::daemon::privs::check_rules_file(path) {
-                    eprintln!("{file}: warning: portgate run would refuse it: {why}");
+                    err(&format!(
+                        "{file}: warning: portgate run would refuse it: {why}\n"
+                    ));
                 }
-                println!("{file}: ok: {}", loaded.ruleset.summary());
+                out(&format!("{file}: ok: {}\n", loaded.ruleset.summary()));
             }
             Err(e) => {
-                eprintln!("{e}");
+                err(&format!("{e}\n"));
                 ok = false;
             }
         }
@@ -222,11 +247,11 @@ fn explain(args: &ExplainArgs) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             Ok(r) => {
-                print!("{}", r.text);
-                println!(
-                    "  (rules in force in the running daemon, generation {})",
+                out(&r.text);
+                out(&format!(
+                    "  (rules in force in the running daemon, generation {})\n",
                     r.generation
-                );
+                ));
                 return ExitCode::SUCCESS;
             }
             Err(ControlError::NotRunning { .. }) => {}
@@ -241,7 +266,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     let loaded = match rules::load_file(&path) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("{e}");
+            err(&format!("{e}\n"));
             return ExitCode::from(NO_DAEMON);
         }
     };
@@ -256,9 +281,9 @@ fn explain(args: &ExplainArgs) -> ExitCode {
             generation: 0,
         });
     } else {
-        print!("{text}");
+        out(&text);
         if args.rules.is_none() {
-            println!("  (no daemon answers: rules read from {file})");
+            out(&format!("  (no daemon answers: rules read from {file})\n"));
         }
     }
     ExitCode::SUCCESS
@@ -268,7 +293,7 @@ fn generate(what: Generated) -> ExitCode {
     match portgate::docs::generate(what, &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("portgate generate: {e}");
+            err(&format!("portgate generate: {e}\n"));
             ExitCode::FAILURE
         }
     }

@@ -16,14 +16,19 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Sends `req` to the daemon listening on `path` and reads its answer as `T`.
 pub fn request<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<T, ControlError> {
-    let stream = UnixStream::connect(path).map_err(|e| ControlError::NotRunning {
-        reason: match e.kind() {
-            std::io::ErrorKind::NotFound => format!("no control socket at {}", path.display()),
-            std::io::ErrorKind::ConnectionRefused => format!(
+    let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ControlError::Denied(path.to_owned()),
+        std::io::ErrorKind::NotFound => ControlError::NotRunning {
+            reason: format!("no control socket at {}", path.display()),
+        },
+        std::io::ErrorKind::ConnectionRefused => ControlError::NotRunning {
+            reason: format!(
                 "nothing listens on {} (a stale socket from a daemon that stopped)",
                 path.display()
             ),
-            _ => format!("cannot connect to {}: {e}", path.display()),
+        },
+        _ => ControlError::NotRunning {
+            reason: format!("cannot connect to {}: {e}", path.display()),
         },
     })?;
     let io = |source| ControlError::Io {

@@ -36,6 +36,9 @@ pub enum ControlError {
     /// No daemon listens on the socket.
     #[error("the daemon is not running: {reason} (is it up, and is --control the same?)")]
     NotRunning { reason: String },
+    /// The socket is there, but this user may not use it.
+    #[error("permission denied on {0}: only root and the daemon's user may use the control socket")]
+    Denied(PathBuf),
     /// Talking to the daemon failed midway.
     #[error("talking to portgate on {path}: {source}")]
     Io {
