@@ -99,28 +99,24 @@ pub fn serve(listener: &UnixListener, shared: &Arc<Shared>, stop: &AtomicBool) {
                 continue;
             }
         };
-        // Only root and the daemon's own user may steer it.
-        match rustix::net::sockopt::socket_peercred(&stream) {
-            Ok(cred) if cred.uid.is_root() || cred.uid == me => {}
+        // Only root and the daemon's own user may steer it. The request is
+        // still read before the refusal is sent, so the client, which
+        // writes first, is not cut off mid-write and sees the refusal.
+        let allowed = match rustix::net::sockopt::socket_peercred(&stream) {
+            Ok(cred) if cred.uid.is_root() || cred.uid == me => true,
             Ok(cred) => {
                 warn!(
                     "control socket: refused a request from uid {} (pid {})",
                     cred.uid.as_raw(),
                     cred.pid.as_raw_nonzero()
                 );
-                reply(
-                    stream,
-                    &Response::Error {
-                        error: "permission denied: only root and the portgate user may use the control socket".into(),
-                    },
-                );
-                continue;
+                false
             }
             Err(e) => {
                 warn!("control socket: cannot read peer credentials: {e}");
                 continue;
             }
-        }
+        };
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(REQUEST_TIME));
         if busy.fetch_add(1, Ordering::AcqRel) >= MAX_HANDLERS {
@@ -137,7 +133,7 @@ pub fn serve(listener: &UnixListener, shared: &Arc<Shared>, stop: &AtomicBool) {
         let spawned = std::thread::Builder::new()
             .name("control-request".into())
             .spawn(move || {
-                handle(stream, &sh);
+                handle(stream, &sh, allowed);
                 busy.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
@@ -179,9 +175,13 @@ fn read_request(stream: &UnixStream) -> Result<String, String> {
     String::from_utf8(buf).map_err(|_| "the request is not UTF-8".into())
 }
 
-fn handle(stream: UnixStream, shared: &Shared) {
+fn handle(stream: UnixStream, shared: &Shared, allowed: bool) {
     let response = match read_request(&stream) {
         Err(error) => Response::Error { error },
+        Ok(_) if !allowed => Response::Error {
+            error: "permission denied: only root and the portgate user may use the control socket"
+                .into(),
+        },
         Ok(line) => match serde_json::from_str::<Request>(line.trim()) {
             Ok(req) => answer(req, shared),
             Err(e) => Response::Error {
