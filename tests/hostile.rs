@@ -413,7 +413,7 @@ fn run_cases(
                 "{case}: counter {c} moved by {delta}\nbefore {before:?}\nafter  {after:?}\n{got}"
             );
         }
-        // The metrics file is rewritten every 50 ms.
+        // The metrics file is rewritten every 100 ms.
         for (&kind, &n) in kinds.iter() {
             let deadline = Instant::now() + Duration::from_secs(5);
             while malformed_metric(pg, queue, kind) != Some(n) {
@@ -507,7 +507,7 @@ fn hostile_packets_through_forward() {
             ],
         );
     }
-    let pg = lab.portgate(&rules, &["--metrics-interval", "50ms"]);
+    let pg = lab.portgate(&rules, &["--metrics-interval", "100ms"]);
     pin_neighbours(&lab);
     let mut crafter = Crafter::start(&lab);
     let mut kinds = HashMap::new();
@@ -614,7 +614,7 @@ fn hostile_packets_from_output() {
             "1",
         ],
     );
-    let pg = lab.portgate(&rules, &["--queues", "1", "--metrics-interval", "50ms"]);
+    let pg = lab.portgate(&rules, &["--queues", "1", "--metrics-interval", "100ms"]);
     pin_neighbours(&lab);
     let mut crafter = Crafter::start(&lab);
     let mut kinds = HashMap::new();

@@ -8,6 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
-cargo test --locked --all-targets
+cargo test --locked --all-targets --no-fail-fast
 bash packaging/test.sh
 bash fuzz/run.sh "${FUZZ_SECONDS:-30}"
