@@ -97,8 +97,8 @@ trap cleanup EXIT
 
 step "install the tools (apt-get) and cargo-deb $cargo_deb_version"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
     lintian debootstrap systemd-container iproute2 util-linux procps >/dev/null
 # debootstrap (mostly waiting for the mirror) runs while cargo builds.
 mkdir -p "$root"
