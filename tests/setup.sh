@@ -7,6 +7,7 @@ packages=(
     iptables            # iptables/ip6tables with the NFQUEUE target
     iproute2            # ip netns, veth
     swaks               # the SMTP client of the lab
+    libio-socket-inet6-perl  # swaks over IPv6 (only Recommended by swaks)
     python3-aiosmtpd    # the SMTP server of the lab (Debian's /usr/bin/python3)
     hping3              # exact numbers of SYNs, for counter tests
     python3-scapy       # hostile packets (tests/hostile_packets.py, Debian's /usr/bin/python3)
