@@ -6,6 +6,12 @@
 //! cargo run --release --example build_table -- generate v4-realistic 1000000 /tmp/1m.yaml
 //! /usr/bin/time -v target/release/examples/build_table load /tmp/1m.yaml
 //! ```
+//!
+//! `build_table ipset FILE SET` prints the same file's port-25/tcp entries
+//! as an `ipset restore` script for a `hash:net` set, blocks as `nomatch`
+//! entries, so that the kernel's filter in the end-to-end harness
+//! (`benches/e2e.sh`) judges by the same table: hash:net matches the most
+//! specific entry, and a `nomatch` one takes its prefix out.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,8 +41,11 @@ fn main() {
             std::fs::write(path, common::yaml(&rules)).expect("writable path");
         }
         ["load", path] => load(Path::new(path)),
+        ["ipset", path, set] => ipset(Path::new(path), set),
         _ => {
-            eprintln!("usage: build_table generate MIX N FILE | build_table load FILE");
+            eprintln!(
+                "usage: build_table generate MIX N FILE | build_table load FILE | build_table ipset FILE SET"
+            );
             std::process::exit(2);
         }
     }
@@ -84,4 +93,25 @@ fn load(path: &Path) {
         v6.index_bits(),
     );
     println!("peak RSS       {peak_after_yaml} after yaml, {peak_after_compile} after compile");
+}
+
+fn ipset(path: &Path, set: &str) {
+    use std::io::Write as _;
+    let loaded = rules::load_file(path).unwrap_or_else(|e| panic!("{e}"));
+    let entries: Vec<_> = loaded
+        .ruleset
+        .entries
+        .iter()
+        .filter(|e| e.prefix.is_ipv4() && e.lists(25, rules::Proto::Tcp))
+        .collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let max = entries.len().max(1024).next_power_of_two();
+    writeln!(out, "create {set} hash:net family inet hashsize {max} maxelem {max}").unwrap();
+    for e in entries {
+        let nomatch = match e.kind {
+            rules::EntryKind::Permit => "",
+            rules::EntryKind::Block => " nomatch",
+        };
+        writeln!(out, "add {set} {}{nomatch}", e.prefix).unwrap();
+    }
 }
