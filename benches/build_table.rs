@@ -106,7 +106,11 @@ fn ipset(path: &Path, set: &str) {
         .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let max = entries.len().max(1024).next_power_of_two();
-    writeln!(out, "create {set} hash:net family inet hashsize {max} maxelem {max}").unwrap();
+    writeln!(
+        out,
+        "create {set} hash:net family inet hashsize {max} maxelem {max}"
+    )
+    .unwrap();
     for e in entries {
         let nomatch = match e.kind {
             rules::EntryKind::Permit => "",

@@ -28,7 +28,8 @@ fn main() {
     q.bind(queue).expect("bind the queue");
     q.set_copy_range(queue, COPY_RANGE as u16)
         .expect("set the copy range");
-    q.set_queue_max_len(queue, 4096).expect("set the queue length");
+    q.set_queue_max_len(queue, 4096)
+        .expect("set the queue length");
     q.set_fail_open(queue, false).expect("set fail-open");
     eprintln!("nfq_baseline: serving netfilter queue {queue}");
     loop {
