@@ -455,7 +455,8 @@ impl Daemon {
         })?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let (ev_tx, ev_rx) = crossbeam_channel::bounded(8192);
+        // 64 messages of up to 256 events: room for 16384 reports, 0.6 MiB.
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(64);
         let reporter = report::Reporter {
             shared: Arc::clone(shared),
             interval: opts.summary_interval,
@@ -546,7 +547,7 @@ impl Daemon {
                 let _ = w.join();
             }
         }
-        let _ = ev_tx.send(report::Event::Shutdown);
+        let _ = ev_tx.send(report::Batch::shutdown());
         let _ = reporter_thread.join();
         if let Some(path) = &opts.metrics_file {
             let _ = metrics::write(path, shared);

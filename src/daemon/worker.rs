@@ -1,18 +1,19 @@
 //! One worker per netfilter queue: receive a batch, decide, verdict.
 //!
 //! The loop holds no lock, does not allocate, and does not log: outcomes go
-//! to counters, and unidentified traffic to the reporter over a bounded
-//! channel with `try_send` (a full channel is counted, never waited on).
+//! to counters, and unidentified traffic to the reporter, gathered over
+//! batches and sent as one message over a bounded channel with `try_send` (a
+//! full channel is counted, never waited on).
 //! The rules are loaded once per batch through an `arc_swap::Cache`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Cache};
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::Active;
-use super::report::Event;
+use super::report::{BATCH_EVENTS, Batch, Event};
 use super::stats::QueueStats;
 use crate::decision::{self, Decision, Drop};
 use crate::queue::{Queue, QueueError};
@@ -20,6 +21,14 @@ use crate::rules::Proto;
 
 /// Packets handled per batch: one poll, up to this many receives, one send.
 const BATCH: usize = 64;
+
+/// How long gathered reports may wait for more before they go to the
+/// reporter (an idle worker sends them at its next wake, within
+/// [`IDLE_WAKE`]).
+pub const REPORT_DELAY: Duration = Duration::from_millis(100);
+
+// A batch of packets always fits in what is gathered, with room to spare.
+const _: () = assert!(BATCH_EVENTS >= 2 * BATCH);
 
 /// How long a worker waits for packets before checking for shutdown and
 /// beating its heart; an idle worker is not a stalled one.
@@ -38,12 +47,14 @@ pub fn serve(
     q: &mut Queue,
     active: &ArcSwap<Active>,
     stats: &QueueStats,
-    events: &Sender<Event>,
+    events: &Sender<Batch>,
     stop: &AtomicBool,
     fault: Fault,
 ) -> Result<(), QueueError> {
     let queue = q.number();
     let mut current = Cache::new(active);
+    let mut pending = Batch::default();
+    let mut pending_since = None;
     while !stop.load(Ordering::Relaxed) {
         stats.beat();
         if fault.panic_after.is_some_and(|n| stats.packets.get() >= n) {
@@ -65,18 +76,38 @@ pub fn serve(
                 }
             }
             if let Some(ev) = event_for(queue, &v) {
-                if let Err(TrySendError::Full(_)) = events.try_send(ev) {
+                if !pending.push(ev) {
                     stats.channel_full.bump();
                 }
             }
             v.decision.is_accept()
         })?;
+        if !pending.is_empty() {
+            let now = Instant::now();
+            let since = *pending_since.get_or_insert(now);
+            let room = BATCH_EVENTS - pending.len();
+            if room < BATCH || b.packets == 0 || now.duration_since(since) >= REPORT_DELAY {
+                send(events, &mut pending, stats);
+                pending_since = None;
+            }
+        }
         stats.enobufs.add(b.enobufs);
         stats.protocol_errors.add(b.protocol_errors);
         stats.verdict_errors.add(b.verdict_send_errors);
     }
+    send(events, &mut pending, stats);
     let _ = q.unbind();
     Ok(())
+}
+
+fn send(events: &Sender<Batch>, pending: &mut Batch, stats: &QueueStats) {
+    if pending.is_empty() {
+        return;
+    }
+    if let Err(TrySendError::Full(_)) = events.try_send(*pending) {
+        stats.channel_full.add(pending.len() as u64);
+    }
+    pending.clear();
 }
 
 fn event_for(queue: u16, v: &decision::Verdict) -> Option<Event> {
