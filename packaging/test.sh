@@ -34,8 +34,8 @@ suite=bookworm
 mirror=${PORTGATE_MIRROR:-http://deb.debian.org/debian}
 # systemd and dbus to boot; adduser is the package's dependency; the rest is
 # for the tests (iptables for the fragments, nc for connections, man-db for
-# the man page check of systemd-analyze verify).
-include=systemd,systemd-sysv,dbus,adduser,iproute2,iptables,netcat-openbsd,man-db
+# the man page check of systemd-analyze verify, acl for the metrics recipe).
+include=systemd,systemd-sysv,dbus,adduser,iproute2,iptables,netcat-openbsd,man-db,acl
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 cache=$CARGO_TARGET_DIR/packaging-test/$suite-$(echo "$include" | md5sum | cut -c1-8).tar
 
@@ -435,6 +435,34 @@ watchdog_logged() { in_ct journalctl -u portgate --no-pager | grep -i 'watchdog 
 check "the journal says why" watchdog_logged
 check "after the restart, permitted 192.0.2.10 passes" passes 192.0.2.10 203.0.113.25
 in_ct sh -ec 'rm -r /run/systemd/system/portgate.service.d; systemctl daemon-reload'
+
+step "metrics for node_exporter, set up as the README says"
+# The README's recipe, verbatim: the sandbox (ProtectSystem=strict) needs
+# ReadWritePaths=, and the service's user write access to the directory.
+in_ct sh -ec '
+    mkdir -p /var/lib/prometheus/node-exporter
+    setfacl -m u:portgate:rwx /var/lib/prometheus/node-exporter
+    mkdir -p /etc/systemd/system/portgate.service.d
+    printf "%s\n" "[Service]" "ExecStart=" \
+        "ExecStart=/usr/sbin/portgate run --rules /etc/portgate/rules.yaml --queues 0 --metrics-file /var/lib/prometheus/node-exporter/portgate.prom" \
+        "ReadWritePaths=/var/lib/prometheus/node-exporter" \
+        >/etc/systemd/system/portgate.service.d/metrics.conf
+    systemctl daemon-reload
+    systemctl restart portgate
+'
+metrics_written() {
+    local f=$root/var/lib/prometheus/node-exporter/portgate.prom
+    for _ in $(seq 100); do [ -s "$f" ] && break; sleep 0.1; done
+    [ "$(stat -c %a "$f")" = 644 ] && grep '^portgate_rules_generation 1$' "$f" &&
+        grep '^portgate_rules_permits 2$' "$f"
+}
+check "the service writes its metrics file, 0644, with the rules in force" metrics_written
+check "and judges as before: permitted 192.0.2.10 passes" passes 192.0.2.10 203.0.113.25
+in_ct sh -ec '
+    rm -r /etc/systemd/system/portgate.service.d
+    systemctl daemon-reload
+    systemctl restart portgate
+'
 
 step "while portgate is stopped: the fragments fail closed, or open with --queue-bypass"
 in_ct systemctl stop portgate
