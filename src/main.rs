@@ -267,6 +267,12 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             err(&format!("{e}\n"));
+            if args.rules.is_none() {
+                err(&format!(
+                    "portgate explain: no daemon answers on {}, and its rules file could not be read (--rules names another)\n",
+                    args.client.control.display()
+                ));
+            }
             return ExitCode::from(NO_DAEMON);
         }
     };

@@ -33,10 +33,21 @@ done
 
 echo "== gateway: portgate run --rules rules/example.yaml"
 on gw "$pg" check rules/example.yaml | sed 's/^/   /'
-# `ip netns exec` execs portgate, so $! is portgate's own pid.
-RUST_LOG=info ip netns exec "$lab-gw" "$pg" run --rules rules/example.yaml 2>"$work/portgate.log" &
+# `ip netns exec` execs portgate, so $! is portgate's own pid. Its own
+# control socket, so that a portgate already running on this machine (an
+# installed package's) neither stops the demo nor is disturbed by it.
+RUST_LOG=info ip netns exec "$lab-gw" "$pg" run --rules rules/example.yaml \
+    --control "$work/control.sock" 2>"$work/portgate.log" &
 pg_pid=$!
-for _ in $(seq 100); do grep -q "serving netfilter queue" "$work/portgate.log" && break; sleep 0.1; done
+for _ in $(seq 100); do
+    grep -q "serving netfilter queue" "$work/portgate.log" && break
+    if ! kill -0 "$pg_pid" 2>/dev/null; then
+        echo "demo: portgate did not start:" >&2
+        sed 's/^/   /' "$work/portgate.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
 
 smtpd() { # ns address
     local dir=$work/mail-$2
@@ -81,6 +92,6 @@ for d in "$work"/mail-*; do
 done
 
 echo "== portgate's log"
-kill -TERM "$pg_pid"
+kill -TERM "$pg_pid" 2>/dev/null || true
 wait "$pg_pid" || echo "   portgate exited with status $?"
 sed 's/^/   /' "$work/portgate.log"

@@ -256,8 +256,8 @@ const GATEWAY_8: &[Block] = &[
         queue `portgate run` serves (`--queues`, default 0):",
     ),
     Code(
-        "iptables  -A FORWARD -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0\n\
-         ip6tables -A FORWARD -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0",
+        "iptables  -I FORWARD 1 -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0\n\
+         ip6tables -I FORWARD 1 -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0",
     ),
     Para(
         "`--ctstate NEW,INVALID` queues the first packet of every connection, and \
@@ -292,10 +292,13 @@ const GATEWAY_8: &[Block] = &[
     ),
     Para(
         "`/usr/share/doc/portgate/examples/` has both choices as `iptables-restore` \
-        fragments, for IPv4 and IPv6. `iptables-restore --noflush` adds their rules to \
-        the running firewall without touching anything else; to keep them across \
-        reboots, add their lines to the `*filter` table of `/etc/iptables/rules.v4` and \
-        `/etc/iptables/rules.v6` (package iptables-persistent):",
+        fragments, for IPv4 and IPv6. `iptables-restore --noflush` inserts their rule \
+        first in FORWARD (after an ACCEPT of established or LAN traffic it would never \
+        see a packet) without touching anything else; to keep them across reboots, add \
+        their lines to the `*filter` table of `/etc/iptables/rules.v4` and \
+        `/etc/iptables/rules.v6` (package iptables-persistent), before any rule that \
+        accepts forwarded traffic. portgate's accept ends the packet's way through \
+        FORWARD as ACCEPT does:",
     ),
     Code(
         "iptables-restore  --noflush < /usr/share/doc/portgate/examples/rules.v4.fail-closed\n\
