@@ -139,8 +139,19 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 
 /// Validates rules text; `file` names it in messages.
 pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
+    load_parsed(yaml::parse(text), file)
+}
+
+/// [`load`] without the YAML fast path, for the differential tests.
+pub(super) fn load_saphyr_only(text: &str, file: &str) -> Result<Loaded, LoadError> {
+    load_parsed(yaml::parse_saphyr(text), file)
+}
+
+type Parsed<'t> = Result<(Node<'t>, Vec<yaml::SyntaxError>), yaml::SyntaxError>;
+
+fn load_parsed(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
     let mut cx = Cx::default();
-    match yaml::parse(text) {
+    match parsed {
         Ok((root, problems)) => {
             for p in problems {
                 cx.err(Diagnostic::error(p.pos, p.message));

@@ -8,6 +8,8 @@
 //! entries, no host bits, no IPv4-mapped IPv6 prefixes, every port judged at
 //! most once per protocol.
 
+#[doc(hidden)]
+pub mod differential;
 pub mod file;
 mod load;
 mod yaml;
