@@ -11,11 +11,12 @@
 //! problems found after parsing (host bits, duplicates, conflicts) point at
 //! the exact line like syntax errors do.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
+use foldhash::HashMap;
+use foldhash::HashMapExt as _;
 use ip_network::IpNetwork;
 
 use super::yaml::{self, Node, Value};
@@ -225,18 +226,26 @@ const BLOCK: Shape = Shape {
     required: &["ip", "ports", "reason"],
 };
 
-/// A mapping's fields by name, after its keys were checked against a shape.
+/// The most keys a shape has.
+const MAX_SHAPE_KEYS: usize = 4;
+
+/// A mapping's fields by name, after its keys were checked against a shape:
+/// the first value of each of the shape's keys, in the shape's order.
 struct Fields<'a, 't> {
-    map: Vec<(&'a str, &'a Node<'t>)>,
+    keys: &'static [&'static str],
+    values: [Option<&'a Node<'t>>; MAX_SHAPE_KEYS],
 }
 
 impl<'a, 't> Fields<'a, 't> {
+    /// The key's value, when present and not empty.
     fn get(&self, key: &str) -> Option<&'a Node<'t>> {
-        self.map
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-            .filter(|v| !matches!(v.value, Value::Null))
+        self.raw(key).filter(|v| !matches!(v.value, Value::Null))
+    }
+
+    /// The key's value, when present.
+    fn raw(&self, key: &str) -> Option<&'a Node<'t>> {
+        let i = self.keys.iter().position(|k| *k == key)?;
+        self.values[i]
     }
 }
 
@@ -258,7 +267,10 @@ impl Cx {
             );
             return None;
         };
-        let mut map = Vec::with_capacity(entries.len());
+        let mut fields = Fields {
+            keys: shape.keys,
+            values: [None; MAX_SHAPE_KEYS],
+        };
         for (k, v) in entries {
             let Some(key) = k.text() else {
                 self.err(Diagnostic::error(
@@ -267,8 +279,9 @@ impl Cx {
                 ));
                 continue;
             };
-            if shape.keys.contains(&key) {
-                map.push((key, v));
+            if let Some(i) = shape.keys.iter().position(|k| *k == key) {
+                // A repeated key is an error of its own; the first counts here.
+                fields.values[i].get_or_insert(v);
             } else {
                 let mut d =
                     Diagnostic::error(k.pos, format!("unknown key `{key}` in {}", shape.what));
@@ -279,15 +292,13 @@ impl Cx {
                 self.err(d);
             }
         }
-        let fields = Fields { map };
         for req in shape.required {
-            let present = fields.map.iter().find(|(k, _)| k == req);
-            match present {
+            match fields.raw(req) {
                 None => self.err(Diagnostic::error(
                     node.pos,
                     format!("{} is missing required `{req}`", shape.what),
                 )),
-                Some((_, v)) if matches!(v.value, Value::Null) => self.err(Diagnostic::error(
+                Some(v) if matches!(v.value, Value::Null) => self.err(Diagnostic::error(
                     v.pos,
                     format!("`{req}` in {} is empty; it is required", shape.what),
                 )),
@@ -765,7 +776,8 @@ impl Cx {
     /// Problems between entries: the same prefix and port listed twice, or
     /// both permitted and blocked.
     fn cross_check(&mut self) {
-        let mut seen: HashMap<(IpNetwork, u16, Proto), usize> = HashMap::new();
+        let mut seen: HashMap<(u128, u32), usize> =
+            HashMap::with_capacity(self.rules.entries.len() * 2);
         let mut found = Vec::new();
         for (i, e) in self.rules.entries.iter().enumerate() {
             for sel in &e.ports {
@@ -773,13 +785,13 @@ impl Cx {
                     if sel.proto.is_some_and(|p| p != proto) {
                         continue;
                     }
-                    match seen.get(&(e.prefix, sel.port, proto)) {
-                        Some(&j) => {
-                            found.push((i, j, sel.port, proto));
+                    match seen.entry(key(e.prefix, sel.port, proto)) {
+                        std::collections::hash_map::Entry::Occupied(j) => {
+                            found.push((i, *j.get(), sel.port, proto));
                             break;
                         }
-                        None => {
-                            seen.insert((e.prefix, sel.port, proto), i);
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(i);
                         }
                     }
                 }
@@ -812,6 +824,22 @@ impl Cx {
             self.diags.push(Diagnostic::error(e.pos, what).hint(hint));
         }
     }
+}
+
+/// A prefix, port and protocol as one hash key: the address's bits, and
+/// the family, length, port and protocol packed into a word.
+fn key(prefix: IpNetwork, port: u16, proto: Proto) -> (u128, u32) {
+    let (bits, family) = match prefix {
+        IpNetwork::V4(n) => (u128::from(u32::from(n.network_address())), 0),
+        IpNetwork::V6(n) => (u128::from(n.network_address()), 1 << 31),
+    };
+    (
+        bits,
+        family
+            | u32::from(prefix.netmask()) << 24
+            | u32::from(port) << 8
+            | u32::from(proto.number()),
+    )
 }
 
 /// A decimal number, as YAML writes one plainly: digits only (no sign, no
