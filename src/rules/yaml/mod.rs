@@ -207,7 +207,7 @@ pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxEr
                         problems.push(SyntaxError {
                             pos: node.pos,
                             message: format!(
-                                "duplicate key {} (first at {}); only the first counts",
+                                "duplicate key {}: this mapping already has it at {}; give each key once",
                                 node.describe(),
                                 first.pos
                             ),
