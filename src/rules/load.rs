@@ -456,25 +456,45 @@ impl Cx {
         }
     }
 
+    /// A `ports:` row's port: digits only.
     fn port_number(&mut self, n: &Node<'_>) -> Option<u16> {
-        match n.text().and_then(decimal) {
-            Some(i) => match u16::try_from(i) {
-                Ok(p) if p != 0 => Some(p),
-                _ => {
-                    self.err(
-                        Diagnostic::error(n.pos, format!("port {i} is out of range"))
-                            .hint("ports are 1 to 65535"),
-                    );
-                    None
-                }
-            },
-            _ => {
+        let Some(text) = n.text() else {
+            self.err(
+                Diagnostic::error(
+                    n.pos,
+                    format!("a port must be a number, found {}", n.describe()),
+                )
+                .hint(PORT_RANGE),
+            );
+            return None;
+        };
+        self.port_digits(n, text, "a port must be a number, found")
+    }
+
+    /// The number of a port as written in `text` (all or part of `n`'s):
+    /// digits only, no sign, no spaces, no leading zero, 1 to 65535.
+    /// `not_a_number` starts the message when it is not digits.
+    fn port_digits(&mut self, n: &Node<'_>, text: &str, not_a_number: &str) -> Option<u16> {
+        match digits(text) {
+            Digits::Value(v) if (1..=65535).contains(&v) => u16::try_from(v).ok(),
+            Digits::Value(_) => {
                 self.err(
-                    Diagnostic::error(
-                        n.pos,
-                        format!("a port must be a number, found {}", n.describe()),
-                    )
-                    .hint("ports are 1 to 65535"),
+                    Diagnostic::error(n.pos, format!("port {text} is out of range 1-65535"))
+                        .hint(PORT_RANGE),
+                );
+                None
+            }
+            Digits::LeadingZero => {
+                self.err(
+                    Diagnostic::error(n.pos, format!("port {text:?} has a leading zero"))
+                        .hint("write the port without leading zeros (other YAML tools read 025 as the octal number 21)"),
+                );
+                None
+            }
+            Digits::NotDigits => {
+                self.err(
+                    Diagnostic::error(n.pos, format!("{not_a_number} {}", n.describe()))
+                        .hint("write the port as digits only, like 25; ports are 1 to 65535"),
                 );
                 None
             }
@@ -483,47 +503,29 @@ impl Cx {
 
     /// An entry's port: `25`, or `"25/udp"` to name one protocol.
     fn port_sel(&mut self, n: &Node<'_>) -> Option<PortSel> {
-        match n.text() {
-            Some(s) if decimal(s).is_some() => self
-                .port_number(n)
-                .map(|port| PortSel { port, proto: None }),
-            Some(s) => {
-                let parsed = s.split_once('/').and_then(|(p, proto)| {
-                    Some((
-                        p.trim().parse::<u32>().ok()?,
-                        proto.trim().parse::<Proto>().ok()?,
-                    ))
-                });
-                match parsed {
-                    Some((p, proto)) if (1..=65535).contains(&p) => Some(PortSel {
-                        port: u16::try_from(p).ok()?,
-                        proto: Some(proto),
-                    }),
-                    Some((p, _)) => {
-                        self.err(
-                            Diagnostic::error(n.pos, format!("port {p} is out of range"))
-                                .hint("ports are 1 to 65535"),
-                        );
-                        None
-                    }
-                    None => {
-                        self.err(
-                            Diagnostic::error(n.pos, format!("not a port: {}", n.describe())).hint(
-                                "write a number like 25, or 25/tcp or 53/udp to name one protocol",
-                            ),
-                        );
-                        None
-                    }
+        let Some(s) = n.text() else {
+            self.err(Diagnostic::error(
+                n.pos,
+                format!("a port must be a number, found {}", n.kind()),
+            ));
+            return None;
+        };
+        let (number, proto) = match s.split_once('/') {
+            None => (s, None),
+            Some((number, proto)) => match proto.parse::<Proto>() {
+                Ok(p) if !number.is_empty() => (number, Some(p)),
+                _ => {
+                    self.err(
+                        Diagnostic::error(n.pos, format!("not a port: {}", n.describe())).hint(
+                            "write a number like 25, or 25/tcp or 53/udp to name one protocol",
+                        ),
+                    );
+                    return None;
                 }
-            }
-            _ => {
-                self.err(Diagnostic::error(
-                    n.pos,
-                    format!("a port must be a number, found {}", n.kind()),
-                ));
-                None
-            }
-        }
+            },
+        };
+        self.port_digits(n, number, "not a port:")
+            .map(|port| PortSel { port, proto })
     }
 
     fn contact(&mut self, n: &Node<'_>) -> Contact {
@@ -713,8 +715,8 @@ impl Cx {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len_text {
             None => max,
-            Some(l) => match l.parse::<u8>() {
-                Ok(l) if l <= max => l,
+            Some(l) => match digits(l) {
+                Digits::Value(v) if v <= u64::from(max) => u8::try_from(v).unwrap_or(max),
                 _ => {
                     self.err(
                         Diagnostic::error(n.pos, format!("bad prefix length {l:?} in {text:?}"))
@@ -842,15 +844,28 @@ fn key(prefix: IpNetwork, port: u16, proto: Proto) -> (u128, u32) {
     )
 }
 
-/// A decimal number, as YAML writes one plainly: digits only (no sign, no
-/// octal or hex, no underscores). Saturates, so huge numbers report as out
-/// of range rather than as "not a number".
-fn decimal(s: &str) -> Option<u64> {
-    let s = s.trim();
+const PORT_RANGE: &str = "ports are 1 to 65535";
+
+/// A number as a port or a prefix length is written.
+#[derive(Debug, PartialEq, Eq)]
+enum Digits {
+    /// Its value, saturated: a huge number is out of range, not "not a
+    /// number".
+    Value(u64),
+    /// `025`: refused rather than guessed at (YAML 1.1 reads it as octal).
+    LeadingZero,
+    /// Empty, or anything but ASCII digits: a sign, spaces, `_`, `0x`.
+    NotDigits,
+}
+
+fn digits(s: &str) -> Digits {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+        Digits::NotDigits
+    } else if s.len() > 1 && s.starts_with('0') {
+        Digits::LeadingZero
+    } else {
+        Digits::Value(s.parse::<u64>().unwrap_or(u64::MAX))
     }
-    Some(s.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 fn past(k: EntryKind) -> &'static str {
@@ -1009,6 +1024,54 @@ mod tests {
         assert!(e[2].contains("a port must be a number, found \"smtp\""));
         assert!(e[3].contains("unknown protocol \"sctp\""));
         assert!(e[4].contains("unknown mode \"audit\""));
+    }
+
+    #[test]
+    fn ports_and_lengths_are_digits_only() {
+        let e = errors(&file(
+            "  - port: \"+25\"\n  - port: \" 25\"\n  - port: \"025\"\n  - port: 99999999999999999999\n  - port: 25\n",
+            "    permits:\n      - {ip: 192.0.2.1, ports: [\"+25/tcp\", \"25 /tcp\", \"025/tcp\", \"99999999999999999999/tcp\", \"/tcp\"], device: D}\n      - {ip: 192.0.2.0/024, ports: [25], device: D}\n      - {ip: \"192.0.2.0/+24\", ports: [25], device: D}\n      - {ip: 10.0.0.0/99999999999999999999, ports: [25], device: D}\n",
+        ));
+        assert_eq!(e.len(), 12, "{e:#?}");
+        assert!(
+            e[0].contains("a port must be a number, found \"+25\""),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].contains("a port must be a number, found \" 25\""),
+            "{}",
+            e[1]
+        );
+        assert!(e[2].contains("port \"025\" has a leading zero"), "{}", e[2]);
+        assert!(
+            e[3].contains("port 99999999999999999999 is out of range 1-65535"),
+            "{}",
+            e[3]
+        );
+        assert!(e[4].contains("not a port: \"+25/tcp\""), "{}", e[4]);
+        assert!(e[5].contains("not a port: \"25 /tcp\""), "{}", e[5]);
+        assert!(e[6].contains("port \"025\" has a leading zero"), "{}", e[6]);
+        assert!(
+            e[7].contains("port 99999999999999999999 is out of range 1-65535"),
+            "{}",
+            e[7]
+        );
+        assert!(e[8].contains("not a port: \"/tcp\""), "{}", e[8]);
+        assert!(e[9].contains("bad prefix length \"024\""), "{}", e[9]);
+        assert!(e[10].contains("bad prefix length \"+24\""), "{}", e[10]);
+        assert!(
+            e[11].contains("bad prefix length \"99999999999999999999\""),
+            "{}",
+            e[11]
+        );
+        // Zero itself is a length (and a port out of range).
+        let l = load(
+            &smtp("    permits:\n      - {ip: 0.0.0.0/0, ports: [25], device: D}\n"),
+            "r",
+        )
+        .unwrap();
+        assert_eq!(l.ruleset.entries[0].prefix.netmask(), 0);
     }
 
     #[test]
