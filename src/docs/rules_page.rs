@@ -243,7 +243,8 @@ const DECISION: &[Block] = &[
         missing required keys, bad addresses (no leading zeros, no zones), prefix lengths \
         out of range, a prefix with host bits set (`192.0.2.5/24`), ports out of range, \
         ports and prefix lengths written other than in plain digits (`+25`, `025`, \
-        `/024`), a \
+        `/024`), control characters in text (names, contacts, `device`, `domain`, \
+        `reason`: they would garble logs and `portgate status`; a tab is allowed), a \
         judged port listed twice, an entry repeated (same prefix and port, in any site), \
         a prefix both permitted and blocked on a port, a site listed twice, duplicate \
         keys, and IPv4-mapped IPv6 prefixes (`::ffff:192.0.2.10`: write the IPv4 prefix \

@@ -329,7 +329,24 @@ impl Cx {
 
     fn string(&mut self, node: &Node<'_>, what: &str) -> Option<String> {
         match &node.value {
-            Value::Scalar(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Value::Scalar(s) if !s.trim().is_empty() => {
+                let s = s.trim();
+                if let Some((i, c)) = s.char_indices().find(|&(_, c)| garbles(c)) {
+                    self.err(
+                        Diagnostic::error(
+                            node.pos,
+                            format!(
+                                "`{what}` holds the control character U+{:04X} (character {} of {s:?})",
+                                u32::from(c),
+                                s[..i].chars().count() + 1
+                            ),
+                        )
+                        .hint("text fields are shown in logs and `portgate status`: write them on one line, without control characters"),
+                    );
+                    return None;
+                }
+                Some(s.to_owned())
+            }
             Value::Scalar(_) | Value::Null => {
                 self.err(Diagnostic::error(node.pos, format!("`{what}` is empty")));
                 None
@@ -828,6 +845,17 @@ impl Cx {
     }
 }
 
+/// A character that would garble a log line or a terminal: control
+/// characters (tab aside, which YAML allows in text), line and paragraph
+/// separators, and the bidirectional overrides that reorder what is shown.
+fn garbles(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 /// A prefix, port and protocol as one hash key: the address's bits, and
 /// the family, length, port and protocol packed into a word.
 fn key(prefix: IpNetwork, port: u16, proto: Proto) -> (u128, u32) {
@@ -1283,6 +1311,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.ruleset.permits(), 0);
+    }
+
+    #[test]
+    fn control_characters_in_text_are_refused() {
+        for (field, text, code) in [
+            ("device", "\"Mail\\rrelay\"", "U+000D"),
+            ("device", "\"a\\nb\"", "U+000A"),
+            ("domain", "\"mx\\x1b[31m.example.org\"", "U+001B"),
+            ("domain", "\"a\\u202Eb\"", "U+202E"),
+            ("device", "\"bell\\a\"", "U+0007"),
+        ] {
+            let e = one_error(&smtp(&format!(
+                "    permits:\n      - {{ip: 192.0.2.1, ports: [25], device: D, {field}: {text}}}\n"
+            ).replace("device: D, device:", "device:")));
+            assert!(
+                e.contains(&format!("`{field}` holds the control character {code}")),
+                "{e}"
+            );
+            assert!(e.starts_with("r.yaml:10:"), "{e}");
+        }
+        // Site names and contacts too; a tab is text YAML allows.
+        let e = one_error(&format!(
+            "ports:\n  - port: 25\nsites:\n  - site: \"S\\x00\"\n{CONTACTS}"
+        ));
+        assert!(
+            e.starts_with(
+                "r.yaml:4:11: error: `site` holds the control character U+0000 (character 2 of"
+            ),
+            "{e}"
+        );
+        let l = load(
+            &smtp("    permits:\n      - {ip: 192.0.2.1, ports: [25], device: \"a\\tb\"}\n"),
+            "r",
+        )
+        .unwrap();
+        assert_eq!(l.ruleset.entries[0].device.as_deref(), Some("a\tb"));
     }
 
     #[test]
