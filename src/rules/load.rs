@@ -508,7 +508,7 @@ impl Cx {
                 );
                 None
             }
-            Digits::NotDigits => {
+            Digits::Other => {
                 self.err(
                     Diagnostic::error(n.pos, format!("{not_a_number} {}", n.describe()))
                         .hint("write the port as digits only, like 25; ports are 1 to 65535"),
@@ -883,12 +883,12 @@ enum Digits {
     /// `025`: refused rather than guessed at (YAML 1.1 reads it as octal).
     LeadingZero,
     /// Empty, or anything but ASCII digits: a sign, spaces, `_`, `0x`.
-    NotDigits,
+    Other,
 }
 
 fn digits(s: &str) -> Digits {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        Digits::NotDigits
+        Digits::Other
     } else if s.len() > 1 && s.starts_with('0') {
         Digits::LeadingZero
     } else {
