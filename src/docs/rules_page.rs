@@ -252,6 +252,10 @@ const DECISION: &[Block] = &[
         not false, `0777` is not octal).",
     ),
     Para("Warnings: a permit for a port not listed under `ports:`, and a `/0` prefix."),
+    Para(
+        "Every problem is found, but at most 100 errors and 100 warnings are printed, \
+        the first by position, then a line `... and N more errors`.",
+    ),
 ];
 
 const SEE_ALSO: &[Block] = &[

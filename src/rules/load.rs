@@ -93,9 +93,52 @@ impl Diagnostic {
 pub struct LoadError {
     pub file: String,
     pub diagnostics: Vec<Diagnostic>,
+    /// What `diagnostics` leaves out: past [`MAX_SHOWN`] of a kind, only
+    /// the count is kept.
+    #[serde(default)]
+    pub omitted: Omitted,
+}
+
+/// How many diagnostics of each kind a file has, at most, in a
+/// [`LoadError`] or a [`Loaded`]: the first ones by position. A file broken
+/// on every line must not print a million lines (or take as long to).
+pub const MAX_SHOWN: usize = 100;
+
+/// Diagnostics past [`MAX_SHOWN`], counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Omitted {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+impl Omitted {
+    /// `... and N more errors (and M more warnings)`, when any were left out.
+    pub fn line(&self) -> Option<String> {
+        let more =
+            |n: usize, what: &str| format!("{n} more {what}{}", if n == 1 { "" } else { "s" });
+        match (self.errors, self.warnings) {
+            (0, 0) => None,
+            (e, 0) => Some(format!("... and {}", more(e, "error"))),
+            (0, w) => Some(format!("... and {}", more(w, "warning"))),
+            (e, w) => Some(format!(
+                "... and {} and {}",
+                more(e, "error"),
+                more(w, "warning")
+            )),
+        }
+    }
 }
 
 impl LoadError {
+    /// A file refused for one reason, at `pos`.
+    pub fn one(file: &str, diagnostic: Diagnostic) -> LoadError {
+        LoadError {
+            file: file.to_owned(),
+            diagnostics: vec![diagnostic],
+            omitted: Omitted::default(),
+        }
+    }
+
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics
             .iter()
@@ -113,7 +156,10 @@ impl fmt::Display for LoadError {
             first = false;
             write!(f, "{}", d.render(&self.file))?;
         }
-        let n = self.errors().count();
+        if let Some(line) = self.omitted.line() {
+            write!(f, "\n{line}")?;
+        }
+        let n = self.errors().count() + self.omitted.errors;
         write!(
             f,
             "\n{}: rejected: {n} error{}; nothing was changed",
@@ -129,7 +175,10 @@ impl std::error::Error for LoadError {}
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub ruleset: Ruleset,
+    /// The first [`MAX_SHOWN`] warnings by position.
     pub warnings: Vec<Diagnostic>,
+    /// Warnings past those.
+    pub more_warnings: usize,
 }
 
 /// Reads and validates a rules file; `file` names it in messages.
@@ -161,24 +210,28 @@ fn load_parsed(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
         }
         Err(e) => cx.err(Diagnostic::error(e.pos, e.message)),
     }
-    if cx.diags.iter().any(|d| d.severity == Severity::Error) {
-        cx.diags.sort_by_key(|d| d.pos);
+    cx.trim();
+    if cx.omitted.errors > 0 || cx.diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(LoadError {
             file: file.to_owned(),
             diagnostics: cx.diags,
+            omitted: cx.omitted,
         });
     }
-    cx.diags.sort_by_key(|d| d.pos);
     Ok(Loaded {
         ruleset: cx.rules,
         warnings: cx.diags,
+        more_warnings: cx.omitted.warnings,
     })
 }
 
 #[derive(Default)]
 struct Cx {
     rules: Ruleset,
+    /// The diagnostics so far; trimmed to the first [`MAX_SHOWN`] of each
+    /// kind by position whenever it grows long, so memory stays bounded.
     diags: Vec<Diagnostic>,
+    omitted: Omitted,
     /// Site names seen so far, and where: a repeated site is an error.
     site_names: HashMap<String, Pos>,
 }
@@ -251,7 +304,34 @@ impl<'a, 't> Fields<'a, 't> {
 
 impl Cx {
     fn err(&mut self, d: Diagnostic) {
+        self.push(d);
+    }
+
+    fn push(&mut self, d: Diagnostic) {
         self.diags.push(d);
+        if self.diags.len() >= 4 * MAX_SHOWN {
+            self.trim();
+        }
+    }
+
+    /// Sorts the diagnostics by position (stably: what was found first at
+    /// a position stays first) and keeps the first [`MAX_SHOWN`] of each
+    /// kind, counting the rest.
+    fn trim(&mut self) {
+        self.diags.sort_by_key(|d| d.pos);
+        let (mut errors, mut warnings) = (0, 0);
+        let omitted = &mut self.omitted;
+        self.diags.retain(|d| {
+            let (seen, left_out) = match d.severity {
+                Severity::Error => (&mut errors, &mut omitted.errors),
+                Severity::Warning => (&mut warnings, &mut omitted.warnings),
+            };
+            *seen += 1;
+            if *seen > MAX_SHOWN {
+                *left_out += 1;
+            }
+            *seen <= MAX_SHOWN
+        });
     }
 
     /// Checks a mapping's keys against `shape`: unknown keys, required keys
@@ -670,7 +750,7 @@ impl Cx {
                     .iter()
                     .any(|p| sel.matches(p.port, p.proto))
                 {
-                    self.diags.push(
+                    self.push(
                         Diagnostic::warning(
                             item.pos,
                             format!("port {sel} is not listed under `ports`, so this {} has no effect on it", kind.as_str()),
@@ -767,7 +847,7 @@ impl Cx {
         match IpNetwork::new(addr, len) {
             Ok(net) => {
                 if len == 0 {
-                    self.diags.push(
+                    self.push(
                         Diagnostic::warning(
                             n.pos,
                             format!(
@@ -840,7 +920,7 @@ impl Cx {
             } else {
                 "an address is either permitted or blocked on a port; to carve a host out of a permitted range, block the narrower prefix"
             };
-            self.diags.push(Diagnostic::error(e.pos, what).hint(hint));
+            self.push(Diagnostic::error(e.pos, what).hint(hint));
         }
     }
 }
@@ -928,6 +1008,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     const CONTACTS: &str = r#"    contacts:
@@ -1386,6 +1468,53 @@ mod tests {
         );
         assert!(text.contains("\n    hint: add at least"));
         assert!(text.ends_with("rejected: 1 error; nothing was changed"));
+    }
+
+    #[test]
+    fn diagnostics_are_capped() {
+        let mut body = String::from("    permits:\n");
+        for i in 0..5000 {
+            let _ = writeln!(
+                body,
+                "      - {{ip: 10.{}.{}.1/24, ports: [25, 99], device: D}}",
+                i / 256,
+                i % 256
+            );
+        }
+        // 5000 errors (host bits) and 5000 warnings (99 is not judged).
+        let e = load(&smtp(&body), "r.yaml").unwrap_err();
+        assert_eq!(e.errors().count(), MAX_SHOWN);
+        assert_eq!(e.diagnostics.len(), 2 * MAX_SHOWN);
+        assert_eq!(
+            e.omitted,
+            Omitted {
+                errors: 4900,
+                warnings: 4900
+            }
+        );
+        // The first ones by position, in order.
+        assert!(e.diagnostics.windows(2).all(|w| w[0].pos <= w[1].pos));
+        assert!(
+            e.diagnostics[0]
+                .message
+                .contains("10.0.0.1/24 has host bits set")
+        );
+        let text = e.to_string();
+        assert_eq!(text.matches(": error: ").count(), MAX_SHOWN, "{text}");
+        assert!(
+            text.ends_with(
+                "\n... and 4900 more errors and 4900 more warnings\nr.yaml: rejected: 5000 errors; nothing was changed"
+            ),
+            "{}",
+            &text[text.len() - 200..]
+        );
+
+        // A file that loads keeps its first warnings too.
+        let body = body.replace("/24", "");
+        let l = load(&smtp(&body), "r.yaml").unwrap();
+        assert_eq!(l.warnings.len(), MAX_SHOWN);
+        assert_eq!(l.more_warnings, 4900);
+        assert_eq!(l.ruleset.permits(), 5000);
     }
 
     #[test]
