@@ -210,6 +210,8 @@ fn load_parsed(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
         }
         Err(e) => cx.err(Diagnostic::error(e.pos, e.message)),
     }
+    // The tree is gone by now: the cross-check's map does not add to it.
+    cx.cross_check();
     cx.trim();
     if cx.omitted.errors > 0 || cx.diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(LoadError {
@@ -464,7 +466,6 @@ impl Cx {
                 self.site(site);
             }
         }
-        self.cross_check();
     }
 
     fn ports(&mut self, node: &Node<'_>) {
@@ -875,8 +876,20 @@ impl Cx {
     /// Problems between entries: the same prefix and port listed twice, or
     /// both permitted and blocked.
     fn cross_check(&mut self) {
-        let mut seen: HashMap<(u128, u32), usize> =
-            HashMap::with_capacity(self.rules.entries.len() * 2);
+        let keys = self
+            .rules
+            .entries
+            .iter()
+            .flat_map(|e| &e.ports)
+            .map(|sel| {
+                if sel.proto.is_some() {
+                    1
+                } else {
+                    Proto::ALL.len()
+                }
+            })
+            .sum();
+        let mut seen: HashMap<(u128, u32), usize> = HashMap::with_capacity(keys);
         let mut found = Vec::new();
         for (i, e) in self.rules.entries.iter().enumerate() {
             for sel in &e.ports {
