@@ -59,30 +59,14 @@ type R<T> = Result<T, GiveUp>;
 
 /// The tree for `text`, or `None` when the fast path gives up.
 pub fn parse(text: &str) -> Option<Node<'_>> {
-    let mut p = Fast {
-        text,
-        bytes: text.as_bytes(),
-        next: 0,
-        next_num: 1,
-        peeked: None,
-        seen_content: false,
-        depth: 0,
-    };
+    let mut p = Fast::new(text);
     p.document().ok()
 }
 
 /// Where in this file the fast path gave up on `text`, if it did.
 #[cfg(test)]
 pub fn gave_up_at(text: &str) -> Option<String> {
-    let mut p = Fast {
-        text,
-        bytes: text.as_bytes(),
-        next: 0,
-        next_num: 1,
-        peeked: None,
-        seen_content: false,
-        depth: 0,
-    };
+    let mut p = Fast::new(text);
     p.document().err().map(|g| {
         format!(
             "line {} of fast.rs, reading line {}",
@@ -125,6 +109,11 @@ struct Fast<'t> {
     /// Whether a line with content was read (then `---` is a second document).
     seen_content: bool,
     depth: usize,
+    /// The items of the collections being read, innermost last: each takes
+    /// its own off the top into a vector of exactly their number, so the
+    /// tree carries no spare capacity.
+    nodes: Vec<Node<'t>>,
+    pairs: Vec<(Node<'t>, Node<'t>)>,
 }
 
 fn is_flow(b: u8) -> bool {
@@ -132,6 +121,20 @@ fn is_flow(b: u8) -> bool {
 }
 
 impl<'t> Fast<'t> {
+    fn new(text: &'t str) -> Fast<'t> {
+        Fast {
+            text,
+            bytes: text.as_bytes(),
+            next: 0,
+            next_num: 1,
+            peeked: None,
+            seen_content: false,
+            depth: 0,
+            nodes: Vec::new(),
+            pairs: Vec::new(),
+        }
+    }
+
     /// Reads the next line, whatever it holds; `None` at the end.
     fn read_line(&mut self) -> R<Option<Line>> {
         let start = self.next;
@@ -269,6 +272,16 @@ impl<'t> Fast<'t> {
             && (line.content + 1 == line.end || self.bytes[line.content + 1] == b' ')
     }
 
+    /// Gives up on a key the mapping whose entries start at `first` in
+    /// `pairs` already has, or on one key too many.
+    fn new_key(&self, first: usize, key: &Node<'t>) -> R<()> {
+        let entries = &self.pairs[first..];
+        if entries.len() >= MAX_KEYS || entries.iter().any(|(k, _)| k.value == key.value) {
+            return Err(give_up());
+        }
+        Ok(())
+    }
+
     fn enter(&mut self) -> R<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -301,14 +314,12 @@ impl<'t> Fast<'t> {
         // Only spaces and `- ` precede the key: bytes are columns.
         let indent = at - line.start;
         let pos = self.pos(&line, at);
-        let mut entries: Vec<(Node<'t>, Node<'t>)> = Vec::with_capacity(4);
+        let first = self.pairs.len();
         loop {
             let (key, after) = self.key(&line, at)?.ok_or(give_up())?;
-            if entries.len() >= MAX_KEYS || entries.iter().any(|(k, _)| k.value == key.value) {
-                return Err(give_up());
-            }
+            self.new_key(first, &key)?;
             let value = self.block_value(&line, after, indent)?;
-            entries.push((key, value));
+            self.pairs.push((key, value));
             match self.peek()? {
                 Some(l) if l.indent() == indent && !self.is_seq_entry(&l) => {
                     line = self.take();
@@ -321,7 +332,7 @@ impl<'t> Fast<'t> {
         self.leave();
         Ok(Node {
             pos,
-            value: Value::Map(entries),
+            value: Value::Map(self.pairs.drain(first..).collect()),
         })
     }
 
@@ -406,7 +417,7 @@ impl<'t> Fast<'t> {
         } else {
             self.pos(&line, line.content)
         };
-        let mut items = Vec::new();
+        let first = self.nodes.len();
         loop {
             let after = line.content + 1;
             let i = self.skip_spaces(&line, after);
@@ -428,7 +439,7 @@ impl<'t> Fast<'t> {
                 self.rest_blank(&line, end)?;
                 node
             };
-            items.push(item);
+            self.nodes.push(item);
             match self.peek()? {
                 Some(l) if l.indent() == indent && self.is_seq_entry(&l) => line = self.take(),
                 Some(l) if l.indent() == indent && indentless => break,
@@ -439,7 +450,7 @@ impl<'t> Fast<'t> {
         self.leave();
         Ok(Node {
             pos,
-            value: Value::Seq(items),
+            value: Value::Seq(self.nodes.drain(first..).collect()),
         })
     }
 
@@ -516,31 +527,24 @@ impl<'t> Fast<'t> {
         let seq = self.bytes[at] == b'[';
         let close = if seq { b']' } else { b'}' };
         let mut i = self.skip_spaces(line, at + 1);
-        let mut items = Vec::new();
-        let mut entries = Vec::new();
+        let (first_node, first_pair) = (self.nodes.len(), self.pairs.len());
         if i < line.end && self.bytes[i] == close {
             i += 1;
         } else {
             loop {
                 if seq {
                     let (node, end) = self.flow_node(line, i)?;
-                    items.push(node);
+                    self.nodes.push(node);
                     i = end;
                 } else {
                     let (key, after) = self.flow_key(line, i)?;
-                    if entries.len() >= MAX_KEYS
-                        || entries
-                            .iter()
-                            .any(|(k, _): &(Node<'t>, Node<'t>)| k.value == key.value)
-                    {
-                        return Err(give_up());
-                    }
+                    self.new_key(first_pair, &key)?;
                     let v = self.skip_spaces(line, after);
                     if v >= line.end || matches!(self.bytes[v], b',' | b'}') {
                         return Err(give_up());
                     }
                     let (value, end) = self.flow_node(line, v)?;
-                    entries.push((key, value));
+                    self.pairs.push((key, value));
                     i = end;
                 }
                 let j = self.skip_spaces(line, i);
@@ -563,9 +567,9 @@ impl<'t> Fast<'t> {
         }
         self.leave();
         let value = if seq {
-            Value::Seq(items)
+            Value::Seq(self.nodes.drain(first_node..).collect())
         } else {
-            Value::Map(entries)
+            Value::Map(self.pairs.drain(first_pair..).collect())
         };
         Ok((Node { pos, value }, i))
     }
