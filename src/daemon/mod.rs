@@ -298,7 +298,7 @@ impl Shared {
                 *lock(&self.last_reload) = Some(ReloadRecord {
                     at: SystemTime::now(),
                     ok: false,
-                    errors: e.errors().count(),
+                    errors: e.error_count(),
                 });
                 notify::ready(&status(&current));
                 return Err(Refused {

@@ -130,7 +130,12 @@ impl Omitted {
 }
 
 impl LoadError {
-    /// A file refused for one reason, at `pos`.
+    /// How many errors the file has, those left out of `diagnostics` too.
+    pub fn error_count(&self) -> usize {
+        self.errors().count() + self.omitted.errors
+    }
+
+    /// A file refused for one reason.
     pub fn one(file: &str, diagnostic: Diagnostic) -> LoadError {
         LoadError {
             file: file.to_owned(),
@@ -159,7 +164,7 @@ impl fmt::Display for LoadError {
         if let Some(line) = self.omitted.line() {
             write!(f, "\n{line}")?;
         }
-        let n = self.errors().count() + self.omitted.errors;
+        let n = self.error_count();
         write!(
             f,
             "\n{}: rejected: {n} error{}; nothing was changed",
@@ -1497,6 +1502,7 @@ mod tests {
         // 5000 errors (host bits) and 5000 warnings (99 is not judged).
         let e = load(&smtp(&body), "r.yaml").unwrap_err();
         assert_eq!(e.errors().count(), MAX_SHOWN);
+        assert_eq!(e.error_count(), 5000);
         assert_eq!(e.diagnostics.len(), 2 * MAX_SHOWN);
         assert_eq!(
             e.omitted,
