@@ -87,9 +87,38 @@ fn rules_fast_path_seed_corpus_agrees_with_saphyr() {
                     }
                 }
             }
-            assert!(taken, "{}: the fast path took no part of it", path.display());
+            assert!(
+                taken,
+                "{}: the fast path took no part of it",
+                path.display()
+            );
             n += 1;
         }
     }
     assert!(n >= 8, "only {n} seeds");
+}
+
+/// `rules_fast_path` and `rules_load`, on the fast path as first written:
+/// a flow mapping opening at the very end of the text (`key: {` and
+/// nothing after) made the fast path read its first key one byte past the
+/// text, and panic. (A `{` at the end of any other line read the line
+/// break instead and gave up, as it should.)
+#[test]
+fn rules_fast_path_flow_mapping_open_at_the_end_of_the_text() {
+    for text in [
+        "porda:\n      si  site:     {",
+        "ports:\n  - {port: 25, proto: tcp}\n  - {port: 53, proto: udp, mode: monitor}\nsites:\n  - site: S\n    contacts:\n      site:      {name: A, phone: \"1\", email: a@example.org}\n      t# portDDDDDDDDDrtechnical: {",
+        "ports: {",
+        "ports: { ",
+        "ports: [",
+        "ports: [{",
+    ] {
+        assert_eq!(
+            portgate::rules::differential::check(text),
+            Ok(false),
+            "{text:?}"
+        );
+        let e = load(text, "fuzz.yaml").unwrap_err();
+        assert!(e.to_string().contains("YAML syntax"), "{e}");
+    }
 }

@@ -576,6 +576,9 @@ impl<'t> Fast<'t> {
 
     /// A key in a flow mapping and the offset after its `: `.
     fn flow_key(&self, line: &Line, at: usize) -> R<(Node<'t>, usize)> {
+        if at >= line.end {
+            return Err(give_up());
+        }
         let (value, colon) = match self.bytes[at] {
             b'"' | b'\'' => {
                 let (s, end) = self.quoted(line, at)?;
