@@ -58,7 +58,7 @@ def write(directory, data):
 
 def main():
     corpus = os.path.join(HERE, "corpus")
-    for target in ("decide", "wire_messages", "rules_load"):
+    for target in ("decide", "wire_messages", "rules_load", "rules_fast_path"):
         shutil.rmtree(os.path.join(corpus, target), ignore_errors=True)
 
     ident = 1
@@ -98,6 +98,35 @@ sites:
       - {ip: 192.0.2.128/29, ports: [25], reason: infected lab}
       - {ip: 2001:db8:10:bad::/64, ports: [25], reason: infected subnet}
 """)
+    # The fast path's fuzz target: the same permit files, and the shapes
+    # the YAML fast path takes or leaves to saphyr (block style, indentless
+    # sequences, quotes and escapes, CRLF, `---`).
+    fast = os.path.join(corpus, "rules_fast_path")
+    for name in sorted(os.listdir(rules)):
+        with open(os.path.join(rules, name), "rb") as f:
+            write(fast, f.read())
+    write(fast, """---
+ports:
+- port: 25
+  proto: tcp
+- {port: 587, 'proto': "tcp"}
+sites:
+- site: 'Caf\u00e9 ''Central'''
+  contacts:
+    site: {name: "A \\\\ \\"B\\"", phone: "+1 303", email: a@example.org}  # c
+    technical:
+      name: B
+      phone: '2'
+      email: b@example.org
+    billing: {name: C, phone: "3", email: c@example.org}
+  permits:
+  - ip: ::1
+    ports:
+    - 25
+    - "587/tcp"
+    device: relay # comment
+""".encode())
+    write(fast, example.replace(b"\n", b"\r\n"))
 
 
 if __name__ == "__main__":

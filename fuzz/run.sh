@@ -21,7 +21,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(decide wire_messages rules_load)
+    targets=(decide wire_messages rules_load rules_fast_path)
 fi
 
 export RUSTC_BOOTSTRAP=1
@@ -36,6 +36,7 @@ declare -A opts=(
     [decide]="-max_len=512"
     [wire_messages]="-max_len=4096"
     [rules_load]="-max_len=8192 -dict=rules.dict"
+    [rules_fast_path]="-max_len=8192 -dict=rules.dict"
 )
 
 start=$SECONDS

@@ -210,6 +210,14 @@ fn check(args: &CheckArgs) -> ExitCode {
                 for w in &loaded.warnings {
                     err(&format!("{}\n", w.render(&file)));
                 }
+                if let Some(line) = (rules::Omitted {
+                    errors: 0,
+                    warnings: loaded.more_warnings,
+                })
+                .line()
+                {
+                    err(&format!("{line}\n"));
+                }
                 // The file is fine; say so too if `portgate run` (as this
                 // user) would still refuse to read it.
                 if let Err(why) = portgate::daemon::privs::check_rules_file(path) {

@@ -61,3 +61,64 @@ fn decide_seed_corpus_every_truncation() {
     }
     assert!(n > 50, "only {n} seeds in {dir}");
 }
+
+/// `rules_fast_path`'s property on its seed corpus and `rules_load`'s, on
+/// every `cargo test`: where the YAML fast path takes a permit file, it
+/// reads it as saphyr does, and the loader answers the same without it;
+/// also on every line-by-line truncation of each seed, which cuts scalars,
+/// flow collections and indentation where mutations rarely do.
+#[test]
+fn rules_fast_path_seed_corpus_agrees_with_saphyr() {
+    let mut n = 0;
+    for target in ["rules_fast_path", "rules_load"] {
+        let dir = format!("{}/fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
+        for e in fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let text = fs::read_to_string(&path).unwrap();
+            let mut taken = false;
+            for (cut, _) in text.match_indices('\n').chain([(text.len(), "")]) {
+                for end in [cut, (cut + 3).min(text.len())] {
+                    let Some(part) = text.get(..end) else {
+                        continue;
+                    };
+                    match portgate::rules::differential::check(part) {
+                        Ok(t) => taken |= t,
+                        Err(e) => panic!("{}, first {end} bytes: {e}", path.display()),
+                    }
+                }
+            }
+            assert!(
+                taken,
+                "{}: the fast path took no part of it",
+                path.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "only {n} seeds");
+}
+
+/// `rules_fast_path` and `rules_load`, on the fast path as first written:
+/// a flow mapping opening at the very end of the text (`key: {` and
+/// nothing after) made the fast path read its first key one byte past the
+/// text, and panic. (A `{` at the end of any other line read the line
+/// break instead and gave up, as it should.)
+#[test]
+fn rules_fast_path_flow_mapping_open_at_the_end_of_the_text() {
+    for text in [
+        "porda:\n      si  site:     {",
+        "ports:\n  - {port: 25, proto: tcp}\n  - {port: 53, proto: udp, mode: monitor}\nsites:\n  - site: S\n    contacts:\n      site:      {name: A, phone: \"1\", email: a@example.org}\n      t# portDDDDDDDDDrtechnical: {",
+        "ports: {",
+        "ports: { ",
+        "ports: [",
+        "ports: [{",
+    ] {
+        assert_eq!(
+            portgate::rules::differential::check(text),
+            Ok(false),
+            "{text:?}"
+        );
+        let e = load(text, "fuzz.yaml").unwrap_err();
+        assert!(e.to_string().contains("YAML syntax"), "{e}");
+    }
+}

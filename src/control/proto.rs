@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{Diagnostic, LoadError, Mode, Proto, Summary};
+use crate::rules::{Diagnostic, LoadError, Mode, Omitted, Proto, Summary};
 
 /// No request names a file or anything else on the box: the daemon only
 /// ever reads its configured rules file and writes its configured metrics
@@ -50,8 +50,12 @@ pub struct ReloadReply {
     /// the unchanged one on failure.
     pub generation: u64,
     pub summary: Summary,
-    /// Every problem (and warning), as `check` prints them.
+    /// Every problem (and warning), as `check` prints them: the first
+    /// [`crate::rules::MAX_SHOWN`] of each kind.
     pub diagnostics: Vec<Diagnostic>,
+    /// How many more there were.
+    #[serde(default)]
+    pub omitted: Omitted,
 }
 
 impl ReloadReply {
@@ -60,6 +64,7 @@ impl ReloadReply {
         LoadError {
             file: self.file.clone(),
             diagnostics: self.diagnostics.clone(),
+            omitted: self.omitted,
         }
     }
 }
@@ -234,6 +239,7 @@ mod tests {
                 ports: 1,
             },
             diagnostics: vec![],
+            omitted: Omitted::default(),
         });
         let back: Response =
             serde_json::from_str(&serde_json::to_string(&reload).unwrap()).unwrap();

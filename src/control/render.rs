@@ -49,6 +49,9 @@ pub fn reload(r: &ReloadReply) -> String {
         for d in &r.diagnostics {
             let _ = writeln!(s, "{}", d.render(&r.file));
         }
+        if let Some(line) = r.omitted.line() {
+            let _ = writeln!(s, "{line}");
+        }
         let _ = writeln!(
             s,
             "reloaded {}: generation {}, {}",
@@ -243,6 +246,49 @@ mod tests {
             vec!["long".into(), "x".into(), "y".into()],
         ]);
         assert_eq!(t, "A     BB  C\nlong  x   y\n");
+    }
+
+    #[test]
+    fn reload_replies_say_what_was_left_out() {
+        use crate::rules::{Diagnostic, Omitted, Pos, Severity, Summary};
+        let d = |severity| Diagnostic {
+            severity,
+            pos: Pos { line: 3, column: 5 },
+            message: "m".into(),
+            hint: None,
+        };
+        let mut r = ReloadReply {
+            ok: false,
+            file: "r.yaml".into(),
+            generation: 4,
+            summary: Summary {
+                sites: 0,
+                permits: 0,
+                blocks: 0,
+                ports: 1,
+            },
+            diagnostics: vec![d(Severity::Error)],
+            omitted: Omitted {
+                errors: 2,
+                warnings: 0,
+            },
+        };
+        assert_eq!(
+            reload(&r),
+            "r.yaml:3:5: error: m\n... and 2 more errors\nr.yaml: rejected: 3 errors; nothing was changed\ngeneration 4 stays in force\n"
+        );
+        r.ok = true;
+        r.diagnostics = vec![d(Severity::Warning)];
+        r.omitted = Omitted {
+            errors: 0,
+            warnings: 1,
+        };
+        assert!(
+            reload(&r)
+                .starts_with("r.yaml:3:5: warning: m\n... and 1 more warning\nreloaded r.yaml"),
+            "{}",
+            reload(&r)
+        );
     }
 
     #[test]

@@ -210,12 +210,20 @@ fn answer(req: Request, shared: &Shared) -> Response {
         Request::Reload {} => {
             info!("reload requested on the control socket");
             match shared.reload() {
-                Ok(Reloaded { active, warnings }) => Response::Reload(ReloadReply {
+                Ok(Reloaded {
+                    active,
+                    warnings,
+                    more_warnings,
+                }) => Response::Reload(ReloadReply {
                     ok: true,
                     file,
                     generation: active.generation,
                     summary: active.ruleset.summary(),
                     diagnostics: warnings,
+                    omitted: crate::rules::Omitted {
+                        errors: 0,
+                        warnings: more_warnings,
+                    },
                 }),
                 Err(Refused { active, error }) => Response::Reload(ReloadReply {
                     ok: false,
@@ -223,6 +231,7 @@ fn answer(req: Request, shared: &Shared) -> Response {
                     generation: active.generation,
                     summary: active.ruleset.summary(),
                     diagnostics: error.diagnostics,
+                    omitted: error.omitted,
                 }),
             }
         }

@@ -201,7 +201,9 @@ impl PortRegistry {
 /// warnings.
 pub struct Reloaded {
     pub active: Arc<Active>,
+    /// The first [`rules::MAX_SHOWN`] warnings, and how many more there were.
     pub warnings: Vec<rules::Diagnostic>,
+    pub more_warnings: usize,
 }
 
 /// A reload that was refused: the rules still in force, and why.
@@ -296,7 +298,7 @@ impl Shared {
                 *lock(&self.last_reload) = Some(ReloadRecord {
                     at: SystemTime::now(),
                     ok: false,
-                    errors: e.errors().count(),
+                    errors: e.error_count(),
                 });
                 notify::ready(&status(&current));
                 return Err(Refused {
@@ -307,6 +309,15 @@ impl Shared {
         };
         for w in &loaded.warnings {
             warn!("{}", w.render(&file));
+        }
+        let more_warnings = loaded.more_warnings;
+        if let Some(line) = (rules::Omitted {
+            errors: 0,
+            warnings: more_warnings,
+        })
+        .line()
+        {
+            warn!("{file}: {line}");
         }
         let warnings = loaded.warnings.clone();
         let next = Arc::new(self.build(loaded, current.generation + 1));
@@ -328,6 +339,7 @@ impl Shared {
         Ok(Reloaded {
             active: next,
             warnings,
+            more_warnings,
         })
     }
 }
@@ -335,14 +347,17 @@ impl Shared {
 /// Reads the rules file, after checking who could have written it.
 fn load_rules(opts: &Options) -> Result<rules::Loaded, LoadError> {
     let name = opts.rules.display().to_string();
-    let file = privs::open_rules(&opts.rules, opts.insecure_rules).map_err(|why| LoadError {
-        file: name.clone(),
-        diagnostics: vec![rules::Diagnostic {
-            severity: rules::Severity::Error,
-            pos: rules::Pos::default(),
-            message: format!("refusing to read it: {why}"),
-            hint: (!opts.insecure_rules).then(|| "--insecure-rules overrides this check".into()),
-        }],
+    let file = privs::open_rules(&opts.rules, opts.insecure_rules).map_err(|why| {
+        LoadError::one(
+            &name,
+            rules::Diagnostic {
+                severity: rules::Severity::Error,
+                pos: rules::Pos::default(),
+                message: format!("refusing to read it: {why}"),
+                hint: (!opts.insecure_rules)
+                    .then(|| "--insecure-rules overrides this check".into()),
+            },
+        )
     })?;
     let text = rules::file::read(file, &name)?;
     rules::load(&text, &name)
@@ -357,8 +372,17 @@ impl Daemon {
     pub fn new(opts: Options) -> Result<Daemon, RunError> {
         let started = Instant::now();
         let loaded = load_rules(&opts).map_err(RunError::Rules)?;
+        let file = opts.rules.display().to_string();
         for w in &loaded.warnings {
-            warn!("{}", w.render(&opts.rules.display().to_string()));
+            warn!("{}", w.render(&file));
+        }
+        if let Some(line) = (rules::Omitted {
+            errors: 0,
+            warnings: loaded.more_warnings,
+        })
+        .line()
+        {
+            warn!("{file}: {line}");
         }
         let stats = opts
             .queues

@@ -33,7 +33,11 @@ const fn key(path: &'static str, required: bool, meaning: &'static str) -> Key {
 /// Every key, in the order a file has them.
 pub(crate) const KEYS: &[Key] = &[
     key("ports", true, "The ports this gate judges: a list of rows."),
-    key("ports[].port", true, "A port number, 1 to 65535."),
+    key(
+        "ports[].port",
+        true,
+        "A port number, 1 to 65535, in digits: no sign, no spaces, no leading zero.",
+    ),
     key(
         "ports[].proto",
         false,
@@ -237,7 +241,10 @@ const DECISION: &[Block] = &[
     Para(
         "Errors: unknown keys (a typo like `prots:` must not silently permit nothing), \
         missing required keys, bad addresses (no leading zeros, no zones), prefix lengths \
-        out of range, a prefix with host bits set (`192.0.2.5/24`), ports out of range, a \
+        out of range, a prefix with host bits set (`192.0.2.5/24`), ports out of range, \
+        ports and prefix lengths written other than in plain digits (`+25`, `025`, \
+        `/024`), control characters in text (names, contacts, `device`, `domain`, \
+        `reason`: they would garble logs and `portgate status`; a tab is allowed), a \
         judged port listed twice, an entry repeated (same prefix and port, in any site), \
         a prefix both permitted and blocked on a port, a site listed twice, duplicate \
         keys, and IPv4-mapped IPv6 prefixes (`::ffff:192.0.2.10`: write the IPv4 prefix \
@@ -245,6 +252,10 @@ const DECISION: &[Block] = &[
         not false, `0777` is not octal).",
     ),
     Para("Warnings: a permit for a port not listed under `ports:`, and a `/0` prefix."),
+    Para(
+        "Every problem is found, but at most 100 errors and 100 warnings are printed, \
+        the first by position, then a line `... and N more errors`.",
+    ),
 ];
 
 const SEE_ALSO: &[Block] = &[

@@ -15,15 +15,15 @@ use super::{Diagnostic, LoadError, Pos};
 pub const MAX_BYTES: u64 = 512 << 20;
 
 fn refuse(name: &str, pos: Pos, message: String) -> LoadError {
-    LoadError {
-        file: name.to_owned(),
-        diagnostics: vec![Diagnostic {
+    LoadError::one(
+        name,
+        Diagnostic {
             severity: super::Severity::Error,
             pos,
             message,
             hint: None,
-        }],
-    }
+        },
+    )
 }
 
 /// Reads an open rules file; `name` names it in messages.

@@ -11,11 +11,12 @@
 //! problems found after parsing (host bits, duplicates, conflicts) point at
 //! the exact line like syntax errors do.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
+use foldhash::HashMap;
+use foldhash::HashMapExt as _;
 use ip_network::IpNetwork;
 
 use super::yaml::{self, Node, Value};
@@ -92,9 +93,57 @@ impl Diagnostic {
 pub struct LoadError {
     pub file: String,
     pub diagnostics: Vec<Diagnostic>,
+    /// What `diagnostics` leaves out: past [`MAX_SHOWN`] of a kind, only
+    /// the count is kept.
+    #[serde(default)]
+    pub omitted: Omitted,
+}
+
+/// How many diagnostics of each kind a file has, at most, in a
+/// [`LoadError`] or a [`Loaded`]: the first ones by position. A file broken
+/// on every line must not print a million lines (or take as long to).
+pub const MAX_SHOWN: usize = 100;
+
+/// Diagnostics past [`MAX_SHOWN`], counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Omitted {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+impl Omitted {
+    /// `... and N more errors (and M more warnings)`, when any were left out.
+    pub fn line(&self) -> Option<String> {
+        let more =
+            |n: usize, what: &str| format!("{n} more {what}{}", if n == 1 { "" } else { "s" });
+        match (self.errors, self.warnings) {
+            (0, 0) => None,
+            (e, 0) => Some(format!("... and {}", more(e, "error"))),
+            (0, w) => Some(format!("... and {}", more(w, "warning"))),
+            (e, w) => Some(format!(
+                "... and {} and {}",
+                more(e, "error"),
+                more(w, "warning")
+            )),
+        }
+    }
 }
 
 impl LoadError {
+    /// How many errors the file has, those left out of `diagnostics` too.
+    pub fn error_count(&self) -> usize {
+        self.errors().count() + self.omitted.errors
+    }
+
+    /// A file refused for one reason.
+    pub fn one(file: &str, diagnostic: Diagnostic) -> LoadError {
+        LoadError {
+            file: file.to_owned(),
+            diagnostics: vec![diagnostic],
+            omitted: Omitted::default(),
+        }
+    }
+
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics
             .iter()
@@ -112,7 +161,10 @@ impl fmt::Display for LoadError {
             first = false;
             write!(f, "{}", d.render(&self.file))?;
         }
-        let n = self.errors().count();
+        if let Some(line) = self.omitted.line() {
+            write!(f, "\n{line}")?;
+        }
+        let n = self.error_count();
         write!(
             f,
             "\n{}: rejected: {n} error{}; nothing was changed",
@@ -128,7 +180,10 @@ impl std::error::Error for LoadError {}
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub ruleset: Ruleset,
+    /// The first [`MAX_SHOWN`] warnings by position.
     pub warnings: Vec<Diagnostic>,
+    /// Warnings past those.
+    pub more_warnings: usize,
 }
 
 /// Reads and validates a rules file; `file` names it in messages.
@@ -139,8 +194,19 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 
 /// Validates rules text; `file` names it in messages.
 pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
+    load_parsed(yaml::parse(text), file)
+}
+
+/// [`load`] without the YAML fast path, for the differential tests.
+pub(super) fn load_saphyr_only(text: &str, file: &str) -> Result<Loaded, LoadError> {
+    load_parsed(yaml::parse_saphyr(text), file)
+}
+
+type Parsed<'t> = Result<(Node<'t>, Vec<yaml::SyntaxError>), yaml::SyntaxError>;
+
+fn load_parsed(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
     let mut cx = Cx::default();
-    match yaml::parse(text) {
+    match parsed {
         Ok((root, problems)) => {
             for p in problems {
                 cx.err(Diagnostic::error(p.pos, p.message));
@@ -149,24 +215,30 @@ pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
         }
         Err(e) => cx.err(Diagnostic::error(e.pos, e.message)),
     }
-    if cx.diags.iter().any(|d| d.severity == Severity::Error) {
-        cx.diags.sort_by_key(|d| d.pos);
+    // The tree is gone by now: the cross-check's map does not add to it.
+    cx.cross_check();
+    cx.trim();
+    if cx.omitted.errors > 0 || cx.diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(LoadError {
             file: file.to_owned(),
             diagnostics: cx.diags,
+            omitted: cx.omitted,
         });
     }
-    cx.diags.sort_by_key(|d| d.pos);
     Ok(Loaded {
         ruleset: cx.rules,
         warnings: cx.diags,
+        more_warnings: cx.omitted.warnings,
     })
 }
 
 #[derive(Default)]
 struct Cx {
     rules: Ruleset,
+    /// The diagnostics so far; trimmed to the first [`MAX_SHOWN`] of each
+    /// kind by position whenever it grows long, so memory stays bounded.
     diags: Vec<Diagnostic>,
+    omitted: Omitted,
     /// Site names seen so far, and where: a repeated site is an error.
     site_names: HashMap<String, Pos>,
 }
@@ -214,24 +286,59 @@ const BLOCK: Shape = Shape {
     required: &["ip", "ports", "reason"],
 };
 
-/// A mapping's fields by name, after its keys were checked against a shape.
+/// The most keys a shape has.
+const MAX_SHAPE_KEYS: usize = 4;
+
+/// A mapping's fields by name, after its keys were checked against a shape:
+/// the first value of each of the shape's keys, in the shape's order.
 struct Fields<'a, 't> {
-    map: Vec<(&'a str, &'a Node<'t>)>,
+    keys: &'static [&'static str],
+    values: [Option<&'a Node<'t>>; MAX_SHAPE_KEYS],
 }
 
 impl<'a, 't> Fields<'a, 't> {
+    /// The key's value, when present and not empty.
     fn get(&self, key: &str) -> Option<&'a Node<'t>> {
-        self.map
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-            .filter(|v| !matches!(v.value, Value::Null))
+        self.raw(key).filter(|v| !matches!(v.value, Value::Null))
+    }
+
+    /// The key's value, when present.
+    fn raw(&self, key: &str) -> Option<&'a Node<'t>> {
+        let i = self.keys.iter().position(|k| *k == key)?;
+        self.values[i]
     }
 }
 
 impl Cx {
     fn err(&mut self, d: Diagnostic) {
+        self.push(d);
+    }
+
+    fn push(&mut self, d: Diagnostic) {
         self.diags.push(d);
+        if self.diags.len() >= 4 * MAX_SHOWN {
+            self.trim();
+        }
+    }
+
+    /// Sorts the diagnostics by position (stably: what was found first at
+    /// a position stays first) and keeps the first [`MAX_SHOWN`] of each
+    /// kind, counting the rest.
+    fn trim(&mut self) {
+        self.diags.sort_by_key(|d| d.pos);
+        let (mut errors, mut warnings) = (0, 0);
+        let omitted = &mut self.omitted;
+        self.diags.retain(|d| {
+            let (seen, left_out) = match d.severity {
+                Severity::Error => (&mut errors, &mut omitted.errors),
+                Severity::Warning => (&mut warnings, &mut omitted.warnings),
+            };
+            *seen += 1;
+            if *seen > MAX_SHOWN {
+                *left_out += 1;
+            }
+            *seen <= MAX_SHOWN
+        });
     }
 
     /// Checks a mapping's keys against `shape`: unknown keys, required keys
@@ -247,7 +354,10 @@ impl Cx {
             );
             return None;
         };
-        let mut map = Vec::with_capacity(entries.len());
+        let mut fields = Fields {
+            keys: shape.keys,
+            values: [None; MAX_SHAPE_KEYS],
+        };
         for (k, v) in entries {
             let Some(key) = k.text() else {
                 self.err(Diagnostic::error(
@@ -256,8 +366,9 @@ impl Cx {
                 ));
                 continue;
             };
-            if shape.keys.contains(&key) {
-                map.push((key, v));
+            if let Some(i) = shape.keys.iter().position(|k| *k == key) {
+                // A repeated key is an error of its own; the first counts here.
+                fields.values[i].get_or_insert(v);
             } else {
                 let mut d =
                     Diagnostic::error(k.pos, format!("unknown key `{key}` in {}", shape.what));
@@ -268,15 +379,13 @@ impl Cx {
                 self.err(d);
             }
         }
-        let fields = Fields { map };
         for req in shape.required {
-            let present = fields.map.iter().find(|(k, _)| k == req);
-            match present {
+            match fields.raw(req) {
                 None => self.err(Diagnostic::error(
                     node.pos,
                     format!("{} is missing required `{req}`", shape.what),
                 )),
-                Some((_, v)) if matches!(v.value, Value::Null) => self.err(Diagnostic::error(
+                Some(v) if matches!(v.value, Value::Null) => self.err(Diagnostic::error(
                     v.pos,
                     format!("`{req}` in {} is empty; it is required", shape.what),
                 )),
@@ -307,7 +416,24 @@ impl Cx {
 
     fn string(&mut self, node: &Node<'_>, what: &str) -> Option<String> {
         match &node.value {
-            Value::Scalar(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Value::Scalar(s) if !s.trim().is_empty() => {
+                let s = s.trim();
+                if let Some((i, c)) = s.char_indices().find(|&(_, c)| garbles(c)) {
+                    self.err(
+                        Diagnostic::error(
+                            node.pos,
+                            format!(
+                                "`{what}` holds the control character U+{:04X} (character {} of {s:?})",
+                                u32::from(c),
+                                s[..i].chars().count() + 1
+                            ),
+                        )
+                        .hint("text fields are shown in logs and `portgate status`: write them on one line, without control characters"),
+                    );
+                    return None;
+                }
+                Some(s.to_owned())
+            }
             Value::Scalar(_) | Value::Null => {
                 self.err(Diagnostic::error(node.pos, format!("`{what}` is empty")));
                 None
@@ -345,7 +471,6 @@ impl Cx {
                 self.site(site);
             }
         }
-        self.cross_check();
     }
 
     fn ports(&mut self, node: &Node<'_>) {
@@ -434,25 +559,45 @@ impl Cx {
         }
     }
 
+    /// A `ports:` row's port: digits only.
     fn port_number(&mut self, n: &Node<'_>) -> Option<u16> {
-        match n.text().and_then(decimal) {
-            Some(i) => match u16::try_from(i) {
-                Ok(p) if p != 0 => Some(p),
-                _ => {
-                    self.err(
-                        Diagnostic::error(n.pos, format!("port {i} is out of range"))
-                            .hint("ports are 1 to 65535"),
-                    );
-                    None
-                }
-            },
-            _ => {
+        let Some(text) = n.text() else {
+            self.err(
+                Diagnostic::error(
+                    n.pos,
+                    format!("a port must be a number, found {}", n.describe()),
+                )
+                .hint(PORT_RANGE),
+            );
+            return None;
+        };
+        self.port_digits(n, text, "a port must be a number, found")
+    }
+
+    /// The number of a port as written in `text` (all or part of `n`'s):
+    /// digits only, no sign, no spaces, no leading zero, 1 to 65535.
+    /// `not_a_number` starts the message when it is not digits.
+    fn port_digits(&mut self, n: &Node<'_>, text: &str, not_a_number: &str) -> Option<u16> {
+        match digits(text) {
+            Digits::Value(v) if (1..=65535).contains(&v) => u16::try_from(v).ok(),
+            Digits::Value(_) => {
                 self.err(
-                    Diagnostic::error(
-                        n.pos,
-                        format!("a port must be a number, found {}", n.describe()),
-                    )
-                    .hint("ports are 1 to 65535"),
+                    Diagnostic::error(n.pos, format!("port {text} is out of range 1-65535"))
+                        .hint(PORT_RANGE),
+                );
+                None
+            }
+            Digits::LeadingZero => {
+                self.err(
+                    Diagnostic::error(n.pos, format!("port {text:?} has a leading zero"))
+                        .hint("write the port without leading zeros (other YAML tools read 025 as the octal number 21)"),
+                );
+                None
+            }
+            Digits::Other => {
+                self.err(
+                    Diagnostic::error(n.pos, format!("{not_a_number} {}", n.describe()))
+                        .hint("write the port as digits only, like 25; ports are 1 to 65535"),
                 );
                 None
             }
@@ -461,47 +606,29 @@ impl Cx {
 
     /// An entry's port: `25`, or `"25/udp"` to name one protocol.
     fn port_sel(&mut self, n: &Node<'_>) -> Option<PortSel> {
-        match n.text() {
-            Some(s) if decimal(s).is_some() => self
-                .port_number(n)
-                .map(|port| PortSel { port, proto: None }),
-            Some(s) => {
-                let parsed = s.split_once('/').and_then(|(p, proto)| {
-                    Some((
-                        p.trim().parse::<u32>().ok()?,
-                        proto.trim().parse::<Proto>().ok()?,
-                    ))
-                });
-                match parsed {
-                    Some((p, proto)) if (1..=65535).contains(&p) => Some(PortSel {
-                        port: u16::try_from(p).ok()?,
-                        proto: Some(proto),
-                    }),
-                    Some((p, _)) => {
-                        self.err(
-                            Diagnostic::error(n.pos, format!("port {p} is out of range"))
-                                .hint("ports are 1 to 65535"),
-                        );
-                        None
-                    }
-                    None => {
-                        self.err(
-                            Diagnostic::error(n.pos, format!("not a port: {}", n.describe())).hint(
-                                "write a number like 25, or 25/tcp or 53/udp to name one protocol",
-                            ),
-                        );
-                        None
-                    }
+        let Some(s) = n.text() else {
+            self.err(Diagnostic::error(
+                n.pos,
+                format!("a port must be a number, found {}", n.kind()),
+            ));
+            return None;
+        };
+        let (number, proto) = match s.split_once('/') {
+            None => (s, None),
+            Some((number, proto)) => match proto.parse::<Proto>() {
+                Ok(p) if !number.is_empty() => (number, Some(p)),
+                _ => {
+                    self.err(
+                        Diagnostic::error(n.pos, format!("not a port: {}", n.describe())).hint(
+                            "write a number like 25, or 25/tcp or 53/udp to name one protocol",
+                        ),
+                    );
+                    return None;
                 }
-            }
-            _ => {
-                self.err(Diagnostic::error(
-                    n.pos,
-                    format!("a port must be a number, found {}", n.kind()),
-                ));
-                None
-            }
-        }
+            },
+        };
+        self.port_digits(n, number, "not a port:")
+            .map(|port| PortSel { port, proto })
     }
 
     fn contact(&mut self, n: &Node<'_>) -> Contact {
@@ -629,7 +756,7 @@ impl Cx {
                     .iter()
                     .any(|p| sel.matches(p.port, p.proto))
                 {
-                    self.diags.push(
+                    self.push(
                         Diagnostic::warning(
                             item.pos,
                             format!("port {sel} is not listed under `ports`, so this {} has no effect on it", kind.as_str()),
@@ -691,8 +818,8 @@ impl Cx {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len_text {
             None => max,
-            Some(l) => match l.parse::<u8>() {
-                Ok(l) if l <= max => l,
+            Some(l) => match digits(l) {
+                Digits::Value(v) if v <= u64::from(max) => u8::try_from(v).unwrap_or(max),
                 _ => {
                     self.err(
                         Diagnostic::error(n.pos, format!("bad prefix length {l:?} in {text:?}"))
@@ -726,7 +853,7 @@ impl Cx {
         match IpNetwork::new(addr, len) {
             Ok(net) => {
                 if len == 0 {
-                    self.diags.push(
+                    self.push(
                         Diagnostic::warning(
                             n.pos,
                             format!(
@@ -754,7 +881,20 @@ impl Cx {
     /// Problems between entries: the same prefix and port listed twice, or
     /// both permitted and blocked.
     fn cross_check(&mut self) {
-        let mut seen: HashMap<(IpNetwork, u16, Proto), usize> = HashMap::new();
+        let keys = self
+            .rules
+            .entries
+            .iter()
+            .flat_map(|e| &e.ports)
+            .map(|sel| {
+                if sel.proto.is_some() {
+                    1
+                } else {
+                    Proto::ALL.len()
+                }
+            })
+            .sum();
+        let mut seen: HashMap<(u128, u32), usize> = HashMap::with_capacity(keys);
         let mut found = Vec::new();
         for (i, e) in self.rules.entries.iter().enumerate() {
             for sel in &e.ports {
@@ -762,13 +902,13 @@ impl Cx {
                     if sel.proto.is_some_and(|p| p != proto) {
                         continue;
                     }
-                    match seen.get(&(e.prefix, sel.port, proto)) {
-                        Some(&j) => {
-                            found.push((i, j, sel.port, proto));
+                    match seen.entry(key(e.prefix, sel.port, proto)) {
+                        std::collections::hash_map::Entry::Occupied(j) => {
+                            found.push((i, *j.get(), sel.port, proto));
                             break;
                         }
-                        None => {
-                            seen.insert((e.prefix, sel.port, proto), i);
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(i);
                         }
                     }
                 }
@@ -798,20 +938,60 @@ impl Cx {
             } else {
                 "an address is either permitted or blocked on a port; to carve a host out of a permitted range, block the narrower prefix"
             };
-            self.diags.push(Diagnostic::error(e.pos, what).hint(hint));
+            self.push(Diagnostic::error(e.pos, what).hint(hint));
         }
     }
 }
 
-/// A decimal number, as YAML writes one plainly: digits only (no sign, no
-/// octal or hex, no underscores). Saturates, so huge numbers report as out
-/// of range rather than as "not a number".
-fn decimal(s: &str) -> Option<u64> {
-    let s = s.trim();
+/// A character that would garble a log line or a terminal: control
+/// characters (tab aside, which YAML allows in text), line and paragraph
+/// separators, and the bidirectional overrides that reorder what is shown.
+fn garbles(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// A prefix, port and protocol as one hash key: the address's bits, and
+/// the family, length, port and protocol packed into a word.
+fn key(prefix: IpNetwork, port: u16, proto: Proto) -> (u128, u32) {
+    let (bits, family) = match prefix {
+        IpNetwork::V4(n) => (u128::from(u32::from(n.network_address())), 0),
+        IpNetwork::V6(n) => (u128::from(n.network_address()), 1 << 31),
+    };
+    (
+        bits,
+        family
+            | u32::from(prefix.netmask()) << 24
+            | u32::from(port) << 8
+            | u32::from(proto.number()),
+    )
+}
+
+const PORT_RANGE: &str = "ports are 1 to 65535";
+
+/// A number as a port or a prefix length is written.
+#[derive(Debug, PartialEq, Eq)]
+enum Digits {
+    /// Its value, saturated: a huge number is out of range, not "not a
+    /// number".
+    Value(u64),
+    /// `025`: refused rather than guessed at (YAML 1.1 reads it as octal).
+    LeadingZero,
+    /// Empty, or anything but ASCII digits: a sign, spaces, `_`, `0x`.
+    Other,
+}
+
+fn digits(s: &str) -> Digits {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+        Digits::Other
+    } else if s.len() > 1 && s.starts_with('0') {
+        Digits::LeadingZero
+    } else {
+        Digits::Value(s.parse::<u64>().unwrap_or(u64::MAX))
     }
-    Some(s.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 fn past(k: EntryKind) -> &'static str {
@@ -846,6 +1026,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     const CONTACTS: &str = r#"    contacts:
@@ -970,6 +1152,54 @@ mod tests {
         assert!(e[2].contains("a port must be a number, found \"smtp\""));
         assert!(e[3].contains("unknown protocol \"sctp\""));
         assert!(e[4].contains("unknown mode \"audit\""));
+    }
+
+    #[test]
+    fn ports_and_lengths_are_digits_only() {
+        let e = errors(&file(
+            "  - port: \"+25\"\n  - port: \" 25\"\n  - port: \"025\"\n  - port: 99999999999999999999\n  - port: 25\n",
+            "    permits:\n      - {ip: 192.0.2.1, ports: [\"+25/tcp\", \"25 /tcp\", \"025/tcp\", \"99999999999999999999/tcp\", \"/tcp\"], device: D}\n      - {ip: 192.0.2.0/024, ports: [25], device: D}\n      - {ip: \"192.0.2.0/+24\", ports: [25], device: D}\n      - {ip: 10.0.0.0/99999999999999999999, ports: [25], device: D}\n",
+        ));
+        assert_eq!(e.len(), 12, "{e:#?}");
+        assert!(
+            e[0].contains("a port must be a number, found \"+25\""),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].contains("a port must be a number, found \" 25\""),
+            "{}",
+            e[1]
+        );
+        assert!(e[2].contains("port \"025\" has a leading zero"), "{}", e[2]);
+        assert!(
+            e[3].contains("port 99999999999999999999 is out of range 1-65535"),
+            "{}",
+            e[3]
+        );
+        assert!(e[4].contains("not a port: \"+25/tcp\""), "{}", e[4]);
+        assert!(e[5].contains("not a port: \"25 /tcp\""), "{}", e[5]);
+        assert!(e[6].contains("port \"025\" has a leading zero"), "{}", e[6]);
+        assert!(
+            e[7].contains("port 99999999999999999999 is out of range 1-65535"),
+            "{}",
+            e[7]
+        );
+        assert!(e[8].contains("not a port: \"/tcp\""), "{}", e[8]);
+        assert!(e[9].contains("bad prefix length \"024\""), "{}", e[9]);
+        assert!(e[10].contains("bad prefix length \"+24\""), "{}", e[10]);
+        assert!(
+            e[11].contains("bad prefix length \"99999999999999999999\""),
+            "{}",
+            e[11]
+        );
+        // Zero itself is a length (and a port out of range).
+        let l = load(
+            &smtp("    permits:\n      - {ip: 0.0.0.0/0, ports: [25], device: D}\n"),
+            "r",
+        )
+        .unwrap();
+        assert_eq!(l.ruleset.entries[0].prefix.netmask(), 0);
     }
 
     #[test]
@@ -1120,8 +1350,11 @@ mod tests {
     #[test]
     fn duplicate_keys_aliases_anchors_tags() {
         let e = errors("ports:\n  - port: 25\n    port: 26\nsites: []\n");
-        assert!(
-            e[0].starts_with("r.yaml:3:5: error: duplicate key \"port\" (first at 2:5)"),
+        // The file is refused, so no copy "counts": the message says which
+        // key is repeated and where the first one is.
+        assert_eq!(
+            e[0],
+            "r.yaml:3:5: error: duplicate key \"port\": this mapping already has it at 2:5; give each key once",
             "{e:#?}"
         );
         let e = one_error("ports:\n  - &p {port: 25}\nsites: []\n");
@@ -1181,6 +1414,42 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_text_are_refused() {
+        for (field, text, code) in [
+            ("device", "\"Mail\\rrelay\"", "U+000D"),
+            ("device", "\"a\\nb\"", "U+000A"),
+            ("domain", "\"mx\\x1b[31m.example.org\"", "U+001B"),
+            ("domain", "\"a\\u202Eb\"", "U+202E"),
+            ("device", "\"bell\\a\"", "U+0007"),
+        ] {
+            let e = one_error(&smtp(&format!(
+                "    permits:\n      - {{ip: 192.0.2.1, ports: [25], device: D, {field}: {text}}}\n"
+            ).replace("device: D, device:", "device:")));
+            assert!(
+                e.contains(&format!("`{field}` holds the control character {code}")),
+                "{e}"
+            );
+            assert!(e.starts_with("r.yaml:10:"), "{e}");
+        }
+        // Site names and contacts too; a tab is text YAML allows.
+        let e = one_error(&format!(
+            "ports:\n  - port: 25\nsites:\n  - site: \"S\\x00\"\n{CONTACTS}"
+        ));
+        assert!(
+            e.starts_with(
+                "r.yaml:4:11: error: `site` holds the control character U+0000 (character 2 of"
+            ),
+            "{e}"
+        );
+        let l = load(
+            &smtp("    permits:\n      - {ip: 192.0.2.1, ports: [25], device: \"a\\tb\"}\n"),
+            "r",
+        )
+        .unwrap();
+        assert_eq!(l.ruleset.entries[0].device.as_deref(), Some("a\tb"));
+    }
+
+    #[test]
     fn strings_stay_strings() {
         // YAML 1.1 would read `no` as false and 0777 as octal; we read text.
         let l = load(
@@ -1217,6 +1486,54 @@ mod tests {
         );
         assert!(text.contains("\n    hint: add at least"));
         assert!(text.ends_with("rejected: 1 error; nothing was changed"));
+    }
+
+    #[test]
+    fn diagnostics_are_capped() {
+        let mut body = String::from("    permits:\n");
+        for i in 0..5000 {
+            let _ = writeln!(
+                body,
+                "      - {{ip: 10.{}.{}.1/24, ports: [25, 99], device: D}}",
+                i / 256,
+                i % 256
+            );
+        }
+        // 5000 errors (host bits) and 5000 warnings (99 is not judged).
+        let e = load(&smtp(&body), "r.yaml").unwrap_err();
+        assert_eq!(e.errors().count(), MAX_SHOWN);
+        assert_eq!(e.error_count(), 5000);
+        assert_eq!(e.diagnostics.len(), 2 * MAX_SHOWN);
+        assert_eq!(
+            e.omitted,
+            Omitted {
+                errors: 4900,
+                warnings: 4900
+            }
+        );
+        // The first ones by position, in order.
+        assert!(e.diagnostics.windows(2).all(|w| w[0].pos <= w[1].pos));
+        assert!(
+            e.diagnostics[0]
+                .message
+                .contains("10.0.0.1/24 has host bits set")
+        );
+        let text = e.to_string();
+        assert_eq!(text.matches(": error: ").count(), MAX_SHOWN, "{text}");
+        assert!(
+            text.ends_with(
+                "\n... and 4900 more errors and 4900 more warnings\nr.yaml: rejected: 5000 errors; nothing was changed"
+            ),
+            "{}",
+            &text[text.len() - 200..]
+        );
+
+        // A file that loads keeps its first warnings too.
+        let body = body.replace("/24", "");
+        let l = load(&smtp(&body), "r.yaml").unwrap();
+        assert_eq!(l.warnings.len(), MAX_SHOWN);
+        assert_eq!(l.more_warnings, 4900);
+        assert_eq!(l.ruleset.permits(), 5000);
     }
 
     #[test]

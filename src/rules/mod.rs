@@ -8,6 +8,8 @@
 //! entries, no host bits, no IPv4-mapped IPv6 prefixes, every port judged at
 //! most once per protocol.
 
+#[doc(hidden)]
+pub mod differential;
 pub mod file;
 mod load;
 mod yaml;
@@ -15,7 +17,7 @@ mod yaml;
 use std::fmt;
 
 pub use ip_network::IpNetwork;
-pub use load::{Diagnostic, LoadError, Loaded, Severity, load, load_file};
+pub use load::{Diagnostic, LoadError, Loaded, MAX_SHOWN, Omitted, Severity, load, load_file};
 
 /// A position in the rules file, 1-based, as editors show it.
 #[derive(

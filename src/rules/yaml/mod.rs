@@ -19,18 +19,23 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use super::Pos;
 
+mod fast;
+pub(in crate::rules) use fast::parse as parse_fast;
+#[cfg(test)]
+mod proptests;
+
 /// Deeper than any permit file needs (it nests five levels).
 const MAX_DEPTH: usize = 64;
 /// Far more keys than any mapping of the format has (at most four).
 const MAX_KEYS: usize = 64;
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Node<'t> {
     pub pos: Pos,
     pub value: Value<'t>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Value<'t> {
     /// An empty value, `~` or `null`.
     Null,
@@ -90,7 +95,19 @@ enum Frame<'t> {
 /// Parses one YAML document into a positioned tree. Fatal syntax errors end
 /// the parse; problems it can continue after (duplicate keys) are returned
 /// beside the tree.
+///
+/// The fast path ([`fast`]) takes the text when it is in the subset permit
+/// files use; anything else, and any error, is saphyr's
+/// ([`parse_saphyr`]), with the same tree either way.
 pub fn parse(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxError> {
+    match fast::parse(text) {
+        Some(root) => Ok((root, Vec::new())),
+        None => parse_saphyr(text),
+    }
+}
+
+/// [`parse`] without the fast path: saphyr-parser's events, always.
+pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxError> {
     let mut problems = Vec::new();
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame<'_>> = Vec::new();
@@ -190,7 +207,7 @@ pub fn parse(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxError> {
                         problems.push(SyntaxError {
                             pos: node.pos,
                             message: format!(
-                                "duplicate key {} (first at {}); only the first counts",
+                                "duplicate key {}: this mapping already has it at {}; give each key once",
                                 node.describe(),
                                 first.pos
                             ),
