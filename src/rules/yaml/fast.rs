@@ -457,32 +457,7 @@ impl<'t> Fast<'t> {
     /// A node that starts at `at` and ends on this line, in block context:
     /// a flow collection or a scalar. Returns it and the offset after it.
     fn inline(&mut self, line: &Line, at: usize) -> R<(Node<'t>, usize)> {
-        match self.bytes[at] {
-            b'[' | b'{' => self.flow(line, at),
-            b'"' | b'\'' => {
-                let (s, end) = self.quoted(line, at)?;
-                Ok((
-                    Node {
-                        pos: self.pos(line, at),
-                        value: Value::Scalar(s),
-                    },
-                    end,
-                ))
-            }
-            _ => {
-                let (text_end, stop, colon) = self.plain(line, at, false)?;
-                if colon {
-                    return Err(give_up());
-                }
-                Ok((
-                    Node {
-                        pos: self.pos(line, at),
-                        value: plain_value(&self.text[at..text_end]),
-                    },
-                    stop,
-                ))
-            }
-        }
+        self.collection_or_scalar(line, at, false)
     }
 
     /// A node inside a flow collection: a nested collection or a scalar,
@@ -491,6 +466,18 @@ impl<'t> Fast<'t> {
         if at >= line.end {
             return Err(give_up());
         }
+        self.collection_or_scalar(line, at, true)
+    }
+
+    /// What [`Self::inline`] and [`Self::flow_node`] share: a flow
+    /// collection, a quoted scalar, or a plain one (read by the rules of
+    /// flow context when `in_flow`), never a `key: value` pair.
+    fn collection_or_scalar(
+        &mut self,
+        line: &Line,
+        at: usize,
+        in_flow: bool,
+    ) -> R<(Node<'t>, usize)> {
         match self.bytes[at] {
             b'[' | b'{' => self.flow(line, at),
             b'"' | b'\'' => {
@@ -504,7 +491,7 @@ impl<'t> Fast<'t> {
                 ))
             }
             _ => {
-                let (text_end, stop, colon) = self.plain(line, at, true)?;
+                let (text_end, stop, colon) = self.plain(line, at, in_flow)?;
                 if colon {
                     return Err(give_up());
                 }
