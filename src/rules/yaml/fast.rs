@@ -29,6 +29,7 @@
 //! text, and lines are scanned byte by byte once.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use super::{MAX_KEYS, Node, Value};
 use crate::rules::Pos;
@@ -114,6 +115,11 @@ struct Fast<'t> {
     /// tree carries no spare capacity.
     nodes: Vec<Node<'t>>,
     pairs: Vec<(Node<'t>, Node<'t>)>,
+    /// The last column counted on a non-ASCII line: (line start, byte
+    /// offset, characters before it). Nodes are mostly met left to right,
+    /// so the next count starts from here, and a long line with many nodes
+    /// costs its length once, not once per node.
+    column_mark: Cell<(usize, usize, usize)>,
 }
 
 fn is_flow(b: u8) -> bool {
@@ -132,6 +138,7 @@ impl<'t> Fast<'t> {
             depth: 0,
             nodes: Vec::new(),
             pairs: Vec::new(),
+            column_mark: Cell::new((usize::MAX, 0, 0)),
         }
     }
 
@@ -241,7 +248,13 @@ impl<'t> Fast<'t> {
         let column = if line.ascii {
             at - line.start
         } else {
-            self.text[line.start..at].chars().count()
+            let (start, from, chars) = match self.column_mark.get() {
+                (start, from, chars) if start == line.start && from <= at => (start, from, chars),
+                _ => (line.start, line.start, 0),
+            };
+            let chars = chars + self.text[from..at].chars().count();
+            self.column_mark.set((start, at, chars));
+            chars
         };
         Pos {
             line: line.num,
