@@ -194,7 +194,9 @@ fn a_worker_that_dies_ends_the_process_with_an_error() {
     let rules = lab.write_rules(&example());
     lab.queue_smtp(0, &[]);
     let pg = lab.portgate(&rules, &["--test-panic-after", "3"]);
-    lab.syns(Ns::Site, "192.0.2.10", "203.0.113.25", 25, 5);
+    // Unidentified, 20 ms apart: the worker still holds their reports
+    // (it sends them every 100 ms) when it dies after the third.
+    lab.syns(Ns::Site, "192.0.2.50", "203.0.113.25", 25, 5);
     let status = lab.wait_exit(&pg, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{}", pg.log_text());
     let log = pg.log_text();
@@ -203,4 +205,10 @@ fn a_worker_that_dies_ends_the_process_with_an_error() {
         "{log}"
     );
     assert!(log.contains("injected fault"), "{log}");
+    // What it judged before it died is reported, not lost with it.
+    assert!(
+        log.contains("dropped unidentified 192.0.2.50 -> 203.0.113.25 port 25/tcp"),
+        "{log}"
+    );
+    assert!(log.contains("3 unidentified packets dropped"), "{log}");
 }

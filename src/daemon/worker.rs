@@ -53,8 +53,12 @@ pub fn serve(
 ) -> Result<(), QueueError> {
     let queue = q.number();
     let mut current = Cache::new(active);
-    let mut pending = Batch::default();
-    let mut pending_since = None;
+    let mut pending = Pending {
+        batch: Batch::default(),
+        since: None,
+        events,
+        stats,
+    };
     while !stop.load(Ordering::Relaxed) {
         stats.beat();
         if fault.panic_after.is_some_and(|n| stats.packets.get() >= n) {
@@ -63,8 +67,12 @@ pub fn serve(
                 stats.packets.get()
             );
         }
-        let rules: &Active = current.load();
         let b = q.serve_batch(IDLE_WAKE, BATCH, |payload, ethertype| {
+            // The rules in force when the packet is judged, not when the
+            // wait for it began: once a reload has answered, no packet is
+            // judged by the old table. (A cached pointer compared per
+            // packet: no barrier, no reference count.)
+            let rules: &Active = current.load();
             let v = decision::decide_queued(&rules.table, payload, ethertype);
             stats.record(v.decision);
             if let Some(id) = v
@@ -76,38 +84,66 @@ pub fn serve(
                 }
             }
             if let Some(ev) = event_for(queue, &v) {
-                if !pending.push(ev) {
+                if !pending.batch.push(ev) {
                     stats.channel_full.bump();
                 }
             }
             v.decision.is_accept()
         })?;
-        if !pending.is_empty() {
-            let now = Instant::now();
-            let since = *pending_since.get_or_insert(now);
-            let room = BATCH_EVENTS - pending.len();
-            if room < BATCH || b.packets == 0 || now.duration_since(since) >= REPORT_DELAY {
-                send(events, &mut pending, stats);
-                pending_since = None;
-            }
-        }
+        pending.after_batch(b.packets == 0);
         stats.enobufs.add(b.enobufs);
         stats.protocol_errors.add(b.protocol_errors);
         stats.verdict_errors.add(b.verdict_send_errors);
     }
-    send(events, &mut pending, stats);
+    pending.send();
     let _ = q.unbind();
     Ok(())
 }
 
-fn send(events: &Sender<Batch>, pending: &mut Batch, stats: &QueueStats) {
-    if pending.is_empty() {
-        return;
+/// The reports a worker has gathered for the reporter. Whatever is left
+/// goes out when the worker ends, however it ends: a returned error, or a
+/// panic unwinding through here.
+struct Pending<'a> {
+    batch: Batch,
+    /// When the oldest of them was gathered.
+    since: Option<Instant>,
+    events: &'a Sender<Batch>,
+    stats: &'a QueueStats,
+}
+
+impl Pending<'_> {
+    /// After a batch of packets (or an idle wait, `idle`): sends what was
+    /// gathered when the next batch might not fit, when the worker is
+    /// idle, or when the oldest report has waited [`REPORT_DELAY`].
+    fn after_batch(&mut self, idle: bool) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let room = BATCH_EVENTS - self.batch.len();
+        if room < BATCH || idle || now.duration_since(since) >= REPORT_DELAY {
+            self.send();
+        }
     }
-    if let Err(TrySendError::Full(_)) = events.try_send(*pending) {
-        stats.channel_full.add(pending.len() as u64);
+
+    /// Sends what was gathered; a full channel counts it as lost.
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if let Err(TrySendError::Full(_)) = self.events.try_send(self.batch) {
+            self.stats.channel_full.add(self.batch.len() as u64);
+        }
+        self.batch.clear();
+        self.since = None;
     }
-    pending.clear();
+}
+
+impl std::ops::Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.send();
+    }
 }
 
 fn event_for(queue: u16, v: &decision::Verdict) -> Option<Event> {
