@@ -820,6 +820,16 @@ impl Cx {
             None => max,
             Some(l) => match digits(l) {
                 Digits::Value(v) if v <= u64::from(max) => u8::try_from(v).unwrap_or(max),
+                Digits::LeadingZero => {
+                    self.err(
+                        Diagnostic::error(
+                            n.pos,
+                            format!("prefix length {l:?} in {text:?} has a leading zero"),
+                        )
+                        .hint("write the prefix length without leading zeros, as in 192.0.2.0/24"),
+                    );
+                    return None;
+                }
                 _ => {
                     self.err(
                         Diagnostic::error(n.pos, format!("bad prefix length {l:?} in {text:?}"))
@@ -945,12 +955,24 @@ impl Cx {
 
 /// A character that would garble a log line or a terminal: control
 /// characters (tab aside, which YAML allows in text), line and paragraph
-/// separators, and the bidirectional overrides that reorder what is shown.
+/// separators, the bidirectional marks and overrides that reorder what is
+/// shown (U+061C among them), and the invisible ones that make two equal-
+/// looking names differ (zero-width space, word joiner, byte order mark).
+/// The zero-width joiners U+200C/U+200D stay: some scripts need them.
 fn garbles(c: char) -> bool {
     (c.is_control() && c != '\t')
         || matches!(
             c,
-            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            '\u{061c}'
+                | '\u{200b}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
         )
 }
 
@@ -1186,7 +1208,11 @@ mod tests {
             e[7]
         );
         assert!(e[8].contains("not a port: \"/tcp\""), "{}", e[8]);
-        assert!(e[9].contains("bad prefix length \"024\""), "{}", e[9]);
+        assert!(
+            e[9].contains("prefix length \"024\" in \"192.0.2.0/024\" has a leading zero"),
+            "{}",
+            e[9]
+        );
         assert!(e[10].contains("bad prefix length \"+24\""), "{}", e[10]);
         assert!(
             e[11].contains("bad prefix length \"99999999999999999999\""),
@@ -1421,6 +1447,9 @@ mod tests {
             ("domain", "\"mx\\x1b[31m.example.org\"", "U+001B"),
             ("domain", "\"a\\u202Eb\"", "U+202E"),
             ("device", "\"bell\\a\"", "U+0007"),
+            ("device", "\"Mail\\u200Brelay\"", "U+200B"),
+            ("device", "\"\\uFEFFMail\"", "U+FEFF"),
+            ("domain", "\"a\\u061Cb\"", "U+061C"),
         ] {
             let e = one_error(&smtp(&format!(
                 "    permits:\n      - {{ip: 192.0.2.1, ports: [25], device: D, {field}: {text}}}\n"
