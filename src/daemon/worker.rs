@@ -4,7 +4,8 @@
 //! to counters, and unidentified traffic to the reporter, gathered over
 //! batches and sent as one message over a bounded channel with `try_send` (a
 //! full channel is counted, never waited on).
-//! The rules are loaded once per batch through an `arc_swap::Cache`.
+//! The rules are fetched per packet through an `arc_swap::Cache` (a cached
+//! pointer compared, no barrier), so a reload is in force for the next one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +20,8 @@ use crate::decision::{self, Decision, Drop};
 use crate::queue::{Queue, QueueError};
 use crate::rules::Proto;
 
-/// Packets handled per batch: one poll, up to this many receives, one send.
+/// Packets handled per batch: one waiting receive, up to this many in all,
+/// one send of the verdicts.
 const BATCH: usize = 64;
 
 /// How long gathered reports may wait for more before they go to the
@@ -95,7 +97,7 @@ pub fn serve(
         stats.protocol_errors.add(b.protocol_errors);
         stats.verdict_errors.add(b.verdict_send_errors);
     }
-    pending.send();
+    // What is still gathered goes out when `pending` drops.
     let _ = q.unbind();
     Ok(())
 }
