@@ -108,14 +108,14 @@ impl Explanation<'_> {
             ),
         }
         s.push('\n');
-        if let IpAddr::V6(v6) = self.address {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                let _ = writeln!(
-                    s,
-                    "  note: an IPv4-mapped IPv6 address is judged as IPv6, never by IPv4 entries; \
+        if let IpAddr::V6(v6) = self.address
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            let _ = writeln!(
+                s,
+                "  note: an IPv4-mapped IPv6 address is judged as IPv6, never by IPv4 entries; \
                      for the IPv4 host ask about {v4}"
-                );
-            }
+            );
         }
         match self.entry {
             None => {

@@ -80,15 +80,14 @@ pub fn serve(
             if let Some(id) = v
                 .slot
                 .and_then(|s| rules.port_ids.get(usize::from(s)).copied().flatten())
+                && let Some(p) = stats.ports.get(usize::from(id))
             {
-                if let Some(p) = stats.ports.get(usize::from(id)) {
-                    p.record(v.decision);
-                }
+                p.record(v.decision);
             }
-            if let Some(ev) = event_for(queue, &v) {
-                if !pending.batch.push(ev) {
-                    stats.channel_full.bump();
-                }
+            if let Some(ev) = event_for(queue, &v)
+                && !pending.batch.push(ev)
+            {
+                stats.channel_full.bump();
             }
             v.decision.is_accept()
         })?;

@@ -213,12 +213,11 @@ impl<'a> Iterator for Messages<'a> {
             _ => {
                 self.rest = &[];
                 // A packet message cut short may still show its id.
-                if u16_ne(buf, 4) == Some(MSG_PACKET) {
-                    if let Err(WireError::BadPacket { id }) | Ok(Message::Packet { id, .. }) =
+                if u16_ne(buf, 4) == Some(MSG_PACKET)
+                    && let Err(WireError::BadPacket { id }) | Ok(Message::Packet { id, .. }) =
                         packet(buf, true)
-                    {
-                        return Some(Err(WireError::BadPacket { id }));
-                    }
+                {
+                    return Some(Err(WireError::BadPacket { id }));
                 }
                 return Some(Err(WireError::Truncated));
             }

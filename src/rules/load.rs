@@ -640,30 +640,31 @@ impl Cx {
             c.name = self.string(v, "name").unwrap_or_default();
         }
         c.position = self.opt_string(&f, "position");
-        if let Some(v) = f.get("phone") {
-            if let Some(p) = self.string(v, "phone") {
-                if !p.chars().any(|ch| ch.is_ascii_digit()) {
-                    self.err(
-                        Diagnostic::error(v.pos, format!("phone {p:?} has no digits"))
-                            .hint("write the number the support desk should call, e.g. \"+1 303 555 0100\""),
-                    );
-                }
-                c.phone = p;
+        if let Some(v) = f.get("phone")
+            && let Some(p) = self.string(v, "phone")
+        {
+            if !p.chars().any(|ch| ch.is_ascii_digit()) {
+                self.err(
+                    Diagnostic::error(v.pos, format!("phone {p:?} has no digits")).hint(
+                        "write the number the support desk should call, e.g. \"+1 303 555 0100\"",
+                    ),
+                );
             }
+            c.phone = p;
         }
-        if let Some(v) = f.get("email") {
-            if let Some(e) = self.string(v, "email") {
-                let ok = e.split_once('@').is_some_and(|(l, d)| {
-                    !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace)
-                });
-                if !ok {
-                    self.err(
-                        Diagnostic::error(v.pos, format!("email {e:?} is not an address"))
-                            .hint("write it as name@domain, e.g. noc@example.org"),
-                    );
-                }
-                c.email = e;
+        if let Some(v) = f.get("email")
+            && let Some(e) = self.string(v, "email")
+        {
+            let ok = e.split_once('@').is_some_and(|(l, d)| {
+                !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace)
+            });
+            if !ok {
+                self.err(
+                    Diagnostic::error(v.pos, format!("email {e:?} is not an address"))
+                        .hint("write it as name@domain, e.g. noc@example.org"),
+                );
             }
+            c.email = e;
         }
         c
     }
@@ -674,17 +675,17 @@ impl Cx {
         };
         let name = f.get("site").and_then(|n| self.string(n, "site"));
         let mut contacts = Contacts::default();
-        if let Some(c) = f.get("contacts") {
-            if let Some(cf) = self.fields(c, &CONTACTS) {
-                if let Some(n) = cf.get("site") {
-                    contacts.site = self.contact(n);
-                }
-                if let Some(n) = cf.get("technical") {
-                    contacts.technical = self.contact(n);
-                }
-                if let Some(n) = cf.get("billing") {
-                    contacts.billing = self.contact(n);
-                }
+        if let Some(c) = f.get("contacts")
+            && let Some(cf) = self.fields(c, &CONTACTS)
+        {
+            if let Some(n) = cf.get("site") {
+                contacts.site = self.contact(n);
+            }
+            if let Some(n) = cf.get("technical") {
+                contacts.technical = self.contact(n);
+            }
+            if let Some(n) = cf.get("billing") {
+                contacts.billing = self.contact(n);
             }
         }
         if let Some(name) = &name {
@@ -842,23 +843,23 @@ impl Cx {
                 }
             },
         };
-        if let IpAddr::V6(v6) = addr {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                let v4len = len.saturating_sub(96);
-                let hint = if len >= 96 {
-                    format!("write the IPv4 prefix {v4}/{v4len} instead")
-                } else {
-                    "write IPv4 prefixes as IPv4".to_owned()
-                };
-                self.err(
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            let v4len = len.saturating_sub(96);
+            let hint = if len >= 96 {
+                format!("write the IPv4 prefix {v4}/{v4len} instead")
+            } else {
+                "write IPv4 prefixes as IPv4".to_owned()
+            };
+            self.err(
                     Diagnostic::error(
                         n.pos,
                         format!("{text} is an IPv4-mapped IPv6 prefix; portgate refuses it so it can never widen into an IPv4 range"),
                     )
                     .hint(hint),
                 );
-                return None;
-            }
+            return None;
         }
         match IpNetwork::new(addr, len) {
             Ok(net) => {

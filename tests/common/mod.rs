@@ -407,10 +407,9 @@ impl Maildir {
                 if fs::File::open(e.path())
                     .and_then(|mut f| f.read_to_string(&mut s))
                     .is_ok()
+                    && let Some(l) = s.lines().find(|l| l.starts_with("Subject: "))
                 {
-                    if let Some(l) = s.lines().find(|l| l.starts_with("Subject: ")) {
-                        out.push(l.trim_start_matches("Subject: ").to_owned());
-                    }
+                    out.push(l.trim_start_matches("Subject: ").to_owned());
                 }
             }
         }
