@@ -2,9 +2,12 @@
 //!
 //! For each table (mix and size), in one run:
 //! * `decision/...`: parse a queued TCP SYN, look up source and
-//!   destination, decide. `portgate` is [`decision::decide`] itself;
-//!   `ip_network_table` and `dir-24-8` are the same path with the rows
-//!   looked up in those structures instead (`common::decide_with`).
+//!   destination, decide. `portgate` is [`decision::decide`], one packet
+//!   at a time; `portgate-batch` is [`decision::decide_batch`] on batches
+//!   of 64, as the worker decides what one receive batch gathered (time
+//!   per packet); `ip_network_table` and `dir-24-8` are the one-at-a-time
+//!   path with the rows looked up in those structures instead
+//!   (`common::decide_with`).
 //! * `lookup/...`: one longest-prefix lookup of an address inside the
 //!   table, per structure.
 //!
@@ -17,7 +20,7 @@
 //! narrows the sizes (default 1k, 100k, 1M).
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -29,6 +32,9 @@ mod common;
 use common::{Dir248, Mix};
 
 const PACKETS: usize = 16384;
+/// Packets the worker takes from its queue at most per receive batch
+/// (`daemon::worker`'s `BATCH`).
+const BATCH: usize = 64;
 
 fn sizes() -> Vec<usize> {
     std::env::var("PORTGATE_BENCH_SIZES")
@@ -82,6 +88,19 @@ fn bench_mix(c: &mut Criterion, mix: Mix, sizes: &[usize]) {
             }
             both += usize::from(want != decision::Decision::Accept(decision::Accept::SourcePermit));
         }
+        let queued: Vec<_> = packets
+            .iter()
+            .map(|p| decision::Queued {
+                bytes: p,
+                ethertype: if mix == Mix::V6 { 0x86dd } else { 0x0800 },
+            })
+            .collect();
+        let mut all = vec![decision::UNDECIDED; queued.len()];
+        decision::decide_batch(&table, &queued, &mut all);
+        for (p, v) in packets.iter().zip(&all) {
+            assert_eq!(*v, decision::decide(&table, p));
+        }
+        drop(all);
         let (v4, v6) = table.lpm();
         eprintln!(
             "{} {}: {} distinct prefixes, {} ranges, index 2^{}, table {} bytes ({:.1} per prefix), \
@@ -108,6 +127,25 @@ fn bench_mix(c: &mut Criterion, mix: Mix, sizes: &[usize]) {
             b.iter(cycle(&packets, |p| {
                 let _ = black_box(decision::decide(&table, black_box(p)));
             }))
+        });
+        // The worker's way: a batch as one receive gathers it, decided
+        // together. Time per packet, over whole batches.
+        g.bench_function(id("portgate-batch"), |b| {
+            let mut out = [decision::UNDECIDED; BATCH];
+            let mut next = 0;
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let mut left = iters as usize;
+                while left > 0 {
+                    let n = left.min(BATCH);
+                    let batch = &queued[next..next + n];
+                    decision::decide_batch(&table, black_box(batch), &mut out[..n]);
+                    black_box(&out);
+                    next = (next + BATCH) & (PACKETS - 1);
+                    left -= n;
+                }
+                start.elapsed()
+            })
         });
         g.bench_function(id("ip_network_table"), |b| {
             b.iter(cycle(&packets, |p| {

@@ -40,6 +40,7 @@
 //! length, where ranges stay at two per prefix whatever the length.
 
 use std::fmt::Debug;
+use std::hint::select_unpredictable;
 
 /// The widest direct index: 2^22 chunks, 16 MiB.
 pub const MAX_INDEX_BITS: u32 = 22;
@@ -133,6 +134,18 @@ const SOLID: u32 = 1 << 31;
 const P_BITS: u32 = 26;
 /// The widest class: the search runs to the end of the ranges.
 const LAST_CLASS: u32 = (SOLID >> P_BITS) - 1;
+const P_MASK: u32 = (1 << P_BITS) - 1;
+
+/// Chunks where fewer than `WINDOW` ranges start (nearly all of them) are
+/// searched in `WINDOW_CLASS` fixed, branch-free steps; the rest in a
+/// binary search of their own.
+const WINDOW_CLASS: u32 = 4;
+const WINDOW: usize = 1 << WINDOW_CLASS;
+
+/// The index entry of an address's chunk: what [`Lpm::entry`] reads and
+/// [`Lpm::resolve`] finishes the lookup from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entry(u32);
 
 /// Values must stay below this: the top bit of an index entry is a flag.
 pub const MAX_VALUE: u32 = SOLID - 1;
@@ -151,7 +164,10 @@ pub struct Lpm<K: Key> {
     /// on the ranges starting inside it (see [`P_BITS`]).
     index: Box<[u32]>,
     /// The ranges, by ascending start; `ranges[0]` starts at address zero.
+    /// After the `len` ranges, `WINDOW - 1` copies of the last one, so that
+    /// a fixed-step search never runs off the end.
     ranges: Box<[Range<K>]>,
+    len: usize,
     prefixes: usize,
 }
 
@@ -194,7 +210,7 @@ impl<K: Key> Lpm<K> {
         Self::index(ranges.0, count)
     }
 
-    fn index(ranges: Vec<Range<K>>, prefixes: usize) -> Lpm<K> {
+    fn index(mut ranges: Vec<Range<K>>, prefixes: usize) -> Lpm<K> {
         let n = ranges.len();
         assert!(
             n <= MAX_RANGES,
@@ -243,45 +259,126 @@ impl<K: Key> Lpm<K> {
             });
         }
 
+        let last = ranges[n - 1];
+        ranges.extend(std::iter::repeat_n(last, WINDOW - 1));
         Lpm {
             base,
             shift,
             index: index.into_boxed_slice(),
             ranges: ranges.into_boxed_slice(),
+            len: n,
             prefixes,
         }
     }
 
     /// The value of the longest prefix covering `addr`, or the default.
+    ///
+    /// For one address at a time. Its branches are predicted, so the
+    /// processor runs on past its reads into the work after it; for many
+    /// addresses at once, [`Lpm::entry`], [`Lpm::warm`] and
+    /// [`Lpm::resolve`] in passes over all of them are faster.
     #[inline]
     pub fn lookup(&self, addr: K) -> u32 {
-        match addr.chunk(self.base, self.shift, self.index.len()) {
-            Some(i) => {
-                let e = self.index[i];
-                if e & SOLID != 0 {
-                    return e & !SOLID;
-                }
-                // ranges[p] covers the chunk's first address, and fewer than
-                // 2^class ranges start inside the chunk: the range we want is
-                // the last of those that starts at or below addr. Searching
-                // past the chunk's end is harmless (those start above addr).
-                let (class, p) = (e >> P_BITS, (e & ((1 << P_BITS) - 1)) as usize);
-                let end = if class == LAST_CLASS {
-                    self.ranges.len()
-                } else {
-                    self.ranges.len().min(p + (1 << class))
-                };
-                let inside = &self.ranges[p..end];
-                let k = inside[1..].partition_point(|r| {
-                    let start = r.start;
-                    start <= addr
-                });
-                inside[k].value
-            }
-            // Below the block: before the first range start after zero.
-            None if addr < self.base => self.ranges[0].value,
-            None => self.ranges[self.ranges.len() - 1].value,
+        let e = self.entry(addr).0;
+        if e & SOLID != 0 {
+            return e & !SOLID;
         }
+        self.search(addr, e)
+    }
+
+    /// The first half of [`Lpm::lookup`]: the index entry of `addr`'s
+    /// chunk, one memory read. Reading the entries of many addresses before
+    /// resolving any lets their cache misses overlap (see
+    /// [`crate::decision::decide_batch`]).
+    #[inline]
+    pub fn entry(&self, addr: K) -> Entry {
+        Entry(match addr.chunk(self.base, self.shift, self.index.len()) {
+            Some(i) => self.index[i],
+            // Below the block: before the first range start after zero.
+            None if addr < self.base => SOLID | self.ranges[0].value,
+            None => SOLID | self.ranges[self.len - 1].value,
+        })
+    }
+
+    /// The second half of [`Lpm::lookup`]: the value for `addr`, given the
+    /// [`Lpm::entry`] of its chunk.
+    ///
+    /// Nothing here branches on what the table holds, except for the rare
+    /// chunk where [`WINDOW`] or more ranges start: a mispredicted branch
+    /// would throw away the work on the packets after this one, and with it
+    /// the overlap of their cache misses. A solid chunk's value is chosen
+    /// with a mask, and its search reads, unused, the first range (always
+    /// cached).
+    #[inline]
+    pub fn resolve(&self, addr: K, entry: Entry) -> u32 {
+        let e = entry.0;
+        let solid = e & SOLID != 0;
+        let class = (e >> P_BITS) & LAST_CLASS;
+        if !solid & (class > WINDOW_CLASS) {
+            return self.search_cold(addr, e);
+        }
+        // ranges[p] covers the chunk's first address and fewer than
+        // 2^class ranges start inside the chunk: the one we want is the
+        // last of ranges[p..p + 2^class] that starts at or below addr. The
+        // search takes WINDOW_CLASS steps whatever the class, so its loop
+        // never mispredicts: the steps a narrower class does not need are
+        // steps of zero, which read an entry already read (no cache line
+        // beyond the class's is touched). Ranges past the chunk's end start
+        // above addr, and the padding after the last range repeats it, so
+        // no step runs off the end. A solid chunk searches ranges[0..1].
+        let live = usize::from(solid).wrapping_sub(1);
+        let mut b = (e & P_MASK) as usize & live;
+        let mut step = ((1usize << class) >> 1) & live;
+        for _ in 0..WINDOW_CLASS {
+            let start = self.ranges[b + step].start;
+            // Unpredictable: a conditional move, which the compiler would
+            // otherwise turn into a branch on the loaded start.
+            b = select_unpredictable(start <= addr, b + step, b);
+            step >>= 1;
+        }
+        select_unpredictable(solid, e & !SOLID, self.ranges[b].value)
+    }
+
+    /// Reads the ranges [`Lpm::resolve`] will search for `entry` (the
+    /// first and the last of its window), and returns a value made from
+    /// them so that the reads are not optimised away. Called on many
+    /// entries before any is resolved, it brings their cache lines in
+    /// together: a software prefetch, in safe code.
+    #[inline]
+    pub fn warm(&self, entry: Entry) -> u32 {
+        let e = entry.0;
+        let solid = e & SOLID != 0;
+        let class = (e >> P_BITS) & LAST_CLASS;
+        let live = usize::from(!solid & (class <= WINDOW_CLASS)).wrapping_neg();
+        let p = (e & P_MASK) as usize & live;
+        let last = p + (((1usize << class) - 1) & live);
+        self.ranges[p].value ^ self.ranges[last].value
+    }
+
+    /// [`Lpm::search`], out of the way of [`Lpm::resolve`]'s straight line.
+    #[cold]
+    #[inline(never)]
+    fn search_cold(&self, addr: K, e: u32) -> u32 {
+        self.search(addr, e)
+    }
+
+    /// The search of a chunk where ranges start: a binary search over the
+    /// `2^class` ranges from `p` (to the end for the widest class). Searching
+    /// past the chunk's end is harmless (those start above addr).
+    #[inline]
+    fn search(&self, addr: K, e: u32) -> u32 {
+        let (class, p) = (e >> P_BITS, (e & P_MASK) as usize);
+        let end = if class == LAST_CLASS {
+            self.len
+        } else {
+            self.len.min(p + (1 << class))
+        };
+        let inside = &self.ranges[p..end];
+        let k = inside[1..].partition_point(|r| {
+            let start = r.start;
+            start <= addr
+        });
+        inside[k].value
     }
 
     /// Prefixes it was built from (repeated ones counted each time).
@@ -291,7 +388,7 @@ impl<K: Key> Lpm<K> {
 
     /// Disjoint ranges the prefixes cut the address space into.
     pub fn ranges(&self) -> usize {
-        self.ranges.len()
+        self.len
     }
 
     /// Width of the direct index in bits.
@@ -459,12 +556,45 @@ mod tests {
             .collect();
         prefixes.extend([(v4("1.0.0.0"), 8, 5), (v4("254.0.0.0"), 8, 6)]);
         let t = Lpm::build(prefixes, 0);
+        let halves = |a| t.resolve(a, t.entry(a));
         for i in 0..40_000u32 {
-            assert_eq!(t.lookup(v4("192.0.0.0") + 2 * i), 1 + i % 2);
-            assert_eq!(t.lookup(v4("192.0.0.0") + 2 * i + 1), 0);
+            let a = v4("192.0.0.0") + 2 * i;
+            assert_eq!(t.lookup(a), 1 + i % 2);
+            assert_eq!(t.lookup(a + 1), 0);
+            assert_eq!(halves(a), 1 + i % 2);
+            assert_eq!(halves(a + 1), 0);
         }
         assert_eq!(t.lookup(v4("1.2.3.4")), 5);
         assert_eq!(t.lookup(v4("254.2.3.4")), 6);
+    }
+
+    #[test]
+    fn halves_agree_with_lookup_for_every_crowding() {
+        // Chunks where 1, 2, ... 40 ranges start: every class, inside the
+        // branch-free window and past it, for both key widths.
+        for crowd in 1..=40u32 {
+            let mut v4s: Vec<_> = (0..crowd)
+                .map(|i| (v4("198.51.100.0") + 3 * i, 32, 1 + i % 3))
+                .collect();
+            v4s.push((v4("203.0.113.0"), 24, 9));
+            let t = Lpm::build(v4s, 0);
+            let v6s: Vec<_> = (0..crowd)
+                .map(|i| (v6("2001:db8::") + 3 * u128::from(i), 128, 1 + i % 3))
+                .collect();
+            let t6 = Lpm::build(v6s, 0);
+            for a in v4("198.51.99.250")..v4("198.51.100.200") {
+                assert_eq!(t.resolve(a, t.entry(a)), t.lookup(a), "{crowd}: {a:#x}");
+                let a6 = v6("2001:db8::") + u128::from(a) - u128::from(v4("198.51.99.250"));
+                assert_eq!(
+                    t6.resolve(a6, t6.entry(a6)),
+                    t6.lookup(a6),
+                    "{crowd}: {a6:#x}"
+                );
+            }
+            for a in [0, v4("203.0.113.7"), u32::MAX] {
+                assert_eq!(t.resolve(a, t.entry(a)), t.lookup(a));
+            }
+        }
     }
 
     #[test]

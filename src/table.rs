@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use ip_network::IpNetwork;
 
-use crate::lpm::{Key, Lpm};
+use crate::lpm::{Entry, Key, Lpm};
 use crate::packet::Addr;
 use crate::rules::{EntryKind, Mode, PortPolicy, Proto, Ruleset};
 
@@ -31,11 +31,12 @@ pub type Slot = u16;
 
 /// The answer an address's deciding entry gives for one judged port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Answer {
     /// No entry covering the address lists the port.
-    None,
-    Permit,
-    Block,
+    None = 0,
+    Permit = 1,
+    Block = 2,
 }
 
 /// Row 0 is the answer of an address no entry covers: nothing permitted,
@@ -251,6 +252,36 @@ impl Table {
         }
     }
 
+    /// The first half of [`Table::row_of`]: the index entry of `addr`'s
+    /// chunk (see [`Lpm::entry`]).
+    #[inline]
+    pub fn entry(&self, addr: Addr) -> Entry {
+        match addr {
+            Addr::V4(a) => self.v4.entry(a),
+            Addr::V6(a) => self.v6.entry(a),
+        }
+    }
+
+    /// The second half of [`Table::row_of`]: `addr`'s answer row, given its
+    /// [`Table::entry`].
+    #[inline]
+    pub fn resolve(&self, addr: Addr, entry: Entry) -> u32 {
+        match addr {
+            Addr::V4(a) => self.v4.resolve(a, entry),
+            Addr::V6(a) => self.v6.resolve(a, entry),
+        }
+    }
+
+    /// Reads ahead what [`Table::resolve`] will read for `entry` (see
+    /// [`Lpm::warm`]).
+    #[inline]
+    pub fn warm(&self, addr: Addr, entry: Entry) -> u32 {
+        match addr {
+            Addr::V4(_) => self.v4.warm(entry),
+            Addr::V6(_) => self.v6.warm(entry),
+        }
+    }
+
     /// The answer of `addr`'s deciding entry for a judged port.
     #[inline]
     pub fn answer(&self, addr: Addr, slot: Slot) -> Answer {
@@ -261,13 +292,14 @@ impl Table {
     #[inline]
     pub fn row_answer(&self, row: u32, slot: Slot) -> Answer {
         let base = row as usize * 2 * self.words;
-        let (w, bit) = (usize::from(slot) / 64, 1u64 << (slot % 64));
-        if self.rows[base + w] & bit != 0 {
-            Answer::Permit
-        } else if self.rows[base + self.words + w] & bit != 0 {
-            Answer::Block
-        } else {
-            Answer::None
+        let (w, bit) = (usize::from(slot) / 64, slot % 64);
+        // Computed, not branched on (see `decision::judge`).
+        let permit = (self.rows[base + w] >> bit) & 1;
+        let block = (self.rows[base + self.words + w] >> bit) & 1;
+        match permit | (block & !permit) << 1 {
+            0 => Answer::None,
+            1 => Answer::Permit,
+            _ => Answer::Block,
         }
     }
 

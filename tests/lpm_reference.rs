@@ -98,6 +98,10 @@ fn check<K: Family>(prefixes: Vec<(K, u8, u32)>, random: Vec<K>) -> Result<(), T
     for a in probes(&prefixes, &random) {
         let want = K::reference(&reference, a).unwrap_or(DEFAULT);
         prop_assert_eq!(lpm.lookup(a), want, "address {:?}", a);
+        // The same lookup in halves, as batches make it.
+        let e = lpm.entry(a);
+        lpm.warm(e);
+        prop_assert_eq!(lpm.resolve(a, e), want, "address {:?} in halves", a);
     }
     Ok(())
 }

@@ -207,4 +207,41 @@ proptest! {
             prop_assert_eq!(got, want, "{} -> {} port {}/{}", src, dst, port, proto);
         }
     }
+
+    /// The worker decides a batch at once: every verdict as deciding each
+    /// packet alone gives it, also for bytes cut short, a later fragment,
+    /// and packets queued from the other family's hook.
+    #[test]
+    fn a_batch_decides_each_packet_as_alone(
+        rules in ruleset(),
+        flows in prop::collection::vec((flow(), 0u8..8), 1..100),
+    ) {
+        let table = Table::compile(&rules);
+        let mut bytes = Vec::new();
+        for ((src, dst, port, proto), how) in flows {
+            let mut b = packet(src, dst, port, proto);
+            let mut ethertype = if matches!(src, Addr::V4(_)) { 0x0800 } else { 0x86dd };
+            match how {
+                // Cut inside the transport header or the IP header.
+                0 => b.truncate(b.len() - 19),
+                1 => b.truncate(7),
+                // From the other family's hook.
+                2 => ethertype ^= 0x0800 ^ 0x86dd,
+                // An IPv4 later fragment (offset 8 bytes).
+                3 if ethertype == 0x0800 => b[7] = 1,
+                _ => {}
+            }
+            bytes.push((b, ethertype));
+        }
+        let queued: Vec<_> = bytes
+            .iter()
+            .map(|(b, ethertype)| decision::Queued { bytes: b, ethertype: *ethertype })
+            .collect();
+        let mut out = vec![decision::UNDECIDED; queued.len()];
+        decision::decide_batch(&table, &queued, &mut out);
+        for (q, got) in queued.iter().zip(&out) {
+            let want = decision::decide_queued(&table, q.bytes, q.ethertype);
+            prop_assert_eq!(*got, want, "{:?}", q);
+        }
+    }
 }
