@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use crate::control::proto::{ExplainAnswer, ExplainContacts, ExplainEntry, ExplainReply};
 use crate::decision::{self, Accept, Decision, Drop, Unidentified};
 use crate::packet::Addr;
 use crate::rules::{Entry, EntryKind, Mode, Proto, Ruleset};
@@ -81,6 +82,51 @@ impl Explanation<'_> {
         match self.decision {
             Some(Decision::Drop(_)) => "DROP",
             _ => "ACCEPT",
+        }
+    }
+
+    /// What the rules say of the address, before the port's mode.
+    pub fn answer(&self) -> ExplainAnswer {
+        match self.decision.map(Decision::unidentified) {
+            None => ExplainAnswer::NotJudged,
+            Some(None) => ExplainAnswer::Identified,
+            Some(Some(Unidentified::Blocked)) => ExplainAnswer::Blocked,
+            Some(Some(Unidentified::NoEntry)) => ExplainAnswer::Unidentified,
+        }
+    }
+
+    /// The answer for `explain --json` and the control socket: the text as
+    /// [`Self::render`] gives it, and the same facts as fields.
+    pub fn reply(&self, rules: &Ruleset, file: &str, generation: u64) -> ExplainReply {
+        ExplainReply {
+            verdict: self.verdict_word().into(),
+            text: self.render(rules, file),
+            generation,
+            address: self.address,
+            port: self.port,
+            proto: self.proto,
+            judged: self.decision.is_some(),
+            mode: self.mode,
+            answer: self.answer(),
+            entry: self.entry.map(|e| {
+                let site = &rules.sites[e.site];
+                ExplainEntry {
+                    kind: e.kind,
+                    site: site.name.clone(),
+                    prefix: e.prefix.to_string(),
+                    ports: e.ports.iter().map(ToString::to_string).collect(),
+                    file: file.to_owned(),
+                    line: e.pos.line,
+                    column: e.pos.column,
+                    device: e.device.clone(),
+                    domain: e.domain.clone(),
+                    reason: e.reason.clone(),
+                    contacts: ExplainContacts {
+                        site: site.contacts.site.clone(),
+                        technical: site.contacts.technical.clone(),
+                    },
+                }
+            }),
         }
     }
 

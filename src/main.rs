@@ -287,15 +287,10 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     let table = Table::compile(&loaded.ruleset);
     let ex =
         portgate::explain::explain(&loaded.ruleset, &table, args.address, args.port, args.proto);
-    let text = ex.render(&loaded.ruleset, &file);
     if args.client.json {
-        print_json(&ExplainReply {
-            verdict: ex.verdict_word().into(),
-            text,
-            generation: 0,
-        });
+        print_json(&ex.reply(&loaded.ruleset, &file, 0));
     } else {
-        out(&text);
+        out(&ex.render(&loaded.ruleset, &file));
         if args.rules.is_none() {
             out(&format!("  (no daemon answers: rules read from {file})\n"));
         }

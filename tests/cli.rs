@@ -124,13 +124,89 @@ fn explain_from_a_file() {
     );
     // The block lists a bare 25, but no entry decides a port not judged.
     assert_eq!(t.lines().count(), 1, "{t}");
-    let out = portgate(&["explain", "--rules", ex, "--json", "192.0.2.13", "25"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["verdict"], "DROP");
 
     let out = portgate(&["explain", "--rules", ex, "not-an-address", "25"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("invalid value 'not-an-address'"));
+}
+
+#[test]
+fn explain_json_carries_the_answer_and_the_deciding_entry() {
+    let example = repo().join("rules/example.yaml");
+    let ex = example.to_str().unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = portgate(&[&["explain", "--rules", ex, "--json"], args].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let j = json(&["192.0.2.13", "25"]);
+    // The fields scripts already read stay.
+    assert_eq!(j["verdict"], "DROP");
+    assert_eq!(j["generation"], 0);
+    assert!(
+        j["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("DROP 192.0.2.13 port 25/tcp: blocked\n"),
+        "{j}"
+    );
+    assert_eq!(j["address"], "192.0.2.13");
+    assert_eq!(j["port"], 25);
+    assert_eq!(j["proto"], "tcp");
+    assert_eq!(j["judged"], true);
+    assert_eq!(j["mode"], "enforce");
+    assert_eq!(j["answer"], "blocked");
+    assert_eq!(
+        j["entry"],
+        serde_json::json!({
+            "kind": "block",
+            "site": "Example County Courthouse",
+            "prefix": "192.0.2.13/32",
+            "ports": ["25"],
+            "file": ex,
+            "line": 46,
+            "column": 9,
+            "device": null,
+            "domain": null,
+            "reason": "infected workstation, ticket 4711",
+            "contacts": {
+                "site": {"name": "Courthouse IT Manager", "position": "IT manager",
+                         "phone": "+1 303 555 0100", "email": "it@example.org"},
+                "technical": {"name": "Courthouse Network Admin", "position": "Network admin",
+                              "phone": "+1 303 555 0101", "email": "noc@example.org"},
+            },
+        }),
+        "{j}"
+    );
+
+    let j = json(&["2001:db8:10::99", "587"]);
+    assert_eq!(j["verdict"], "ACCEPT");
+    assert_eq!(j["address"], "2001:db8:10::99");
+    assert_eq!(j["mode"], "monitor");
+    assert_eq!(j["answer"], "identified");
+    assert_eq!(j["entry"]["kind"], "permit");
+    assert_eq!(j["entry"]["prefix"], "2001:db8:10::/48");
+    assert_eq!(j["entry"]["ports"], serde_json::json!(["25", "587"]));
+    assert_eq!(j["entry"]["device"], "Exchange servers");
+    assert_eq!(j["entry"]["line"], 40);
+
+    // Unidentified on a monitor port: let through, and no entry.
+    let j = json(&["198.51.100.99", "587"]);
+    assert_eq!(j["verdict"], "ACCEPT");
+    assert_eq!(j["judged"], true);
+    assert_eq!(j["mode"], "monitor");
+    assert_eq!(j["answer"], "unidentified");
+    assert_eq!(j["entry"], serde_json::Value::Null);
+
+    // Not judged: no mode, no answer of the rules, no entry.
+    let j = json(&["192.0.2.13", "25", "--proto", "udp"]);
+    assert_eq!(j["verdict"], "ACCEPT");
+    assert_eq!(j["proto"], "udp");
+    assert_eq!(j["judged"], false);
+    assert_eq!(j["mode"], serde_json::Value::Null);
+    assert_eq!(j["answer"], "not_judged");
+    assert_eq!(j["entry"], serde_json::Value::Null);
 }
 
 #[test]
