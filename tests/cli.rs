@@ -2,7 +2,7 @@
 //! codes, and log lines fit for the journal.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -29,9 +29,17 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn check_summarises_or_lists_every_problem() {
-    let example = repo().join("rules/example.yaml");
+    // A copy: `check`, like `run`, refuses a file someone other than root
+    // and the user running it could write, and the checkout may be another
+    // user's (`sudo bash tests/run.sh`).
+    let dir = scratch("check");
+    let example = dir.join("example.yaml");
+    fs::copy(repo().join("rules/example.yaml"), &example).unwrap();
+    for (path, mode) in [(&dir, 0o755), (&example, 0o644)] {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
     let out = portgate(&["check", example.to_str().unwrap()]);
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
         format!(
@@ -40,7 +48,6 @@ fn check_summarises_or_lists_every_problem() {
         )
     );
 
-    let dir = scratch("check");
     let bad = dir.join("bad.yaml");
     fs::write(
         &bad,
@@ -80,6 +87,67 @@ fn check_summarises_or_lists_every_problem() {
     let out = portgate(&["check", dir.join("missing.yaml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("missing.yaml: error: cannot read:"));
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Newcomer trial: `check` passed (exit 0, a warning) a group-writable file
+/// that `run` and `reload` refuse, so it did not predict what they do.
+#[test]
+fn check_refuses_a_rules_file_run_would_refuse() {
+    let dir = scratch("insecure");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let rules = dir.join("rules.yaml");
+    fs::copy(repo().join("rules/example.yaml"), &rules).unwrap();
+    fs::set_permissions(&rules, fs::Permissions::from_mode(0o664)).unwrap();
+    let path = rules.to_str().unwrap();
+
+    let out = portgate(&["check", path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    let refusal = err
+        .lines()
+        .find(|l| l.contains("refusing to read it"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        refusal.starts_with(&format!("{path}: error: refusing to read it: "))
+            && refusal.ends_with("is writable by its group (mode 0664): only its owner may be able to change the rules (chmod go-w)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\n    hint: --insecure-rules overrides this check\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("\n{path}: rejected: 1 error")),
+        "{err}"
+    );
+
+    // The same words as `run` refusing it.
+    let run = portgate(&[
+        "run",
+        "--rules",
+        path,
+        "--control",
+        dir.join("control.sock").to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(text(&run.stderr).contains(refusal), "{}", text(&run.stderr));
+
+    // --insecure-rules: check reads it, as run would.
+    let out = portgate(&["check", "--insecure-rules", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{path}: ok: 2 sites, 4 permits, 1 blocks, 2 judged ports\n")
+    );
+    assert_eq!(text(&out.stderr), "");
+
+    // A file nobody else can write passes without the flag.
+    fs::set_permissions(&rules, fs::Permissions::from_mode(0o640)).unwrap();
+    let out = portgate(&["check", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
     let _ = fs::remove_dir_all(dir);
 }
 

@@ -367,7 +367,9 @@ const GATEWAY_8: &[Block] = &[
         "`systemctl reload portgate` runs `portgate reload`, which waits for the running \
         daemon's answer: the reload fails, printing every problem, when the edited file \
         is broken, and the rules in force stay. To serve other queues or pass other \
-        options, override `ExecStart=` with `systemctl edit portgate`.",
+        options, override `ExecStart=` with `systemctl edit portgate`; with \
+        `run --insecure-rules`, override `ExecStartPre=` with \
+        `portgate check --insecure-rules` too, since `check` refuses what `run` would.",
     ),
     Para(
         "The service sees the file system read-only (`ProtectSystem=strict`) but for \
@@ -418,7 +420,10 @@ const GATEWAY_8: &[Block] = &[
         "`run`: 0 after `SIGTERM` or `SIGINT`; 1 when it cannot start (bad rules file, \
         a queue it cannot bind) or when a worker stops, so that systemd restarts it.",
     ),
-    Bullet("`check`: 0 when every file is valid, 1 otherwise."),
+    Bullet(
+        "`check`: 0 when every file is valid and `run` would read it (as the user \
+        running `check`; see `--insecure-rules`), 1 otherwise.",
+    ),
     Bullet(
         "`reload`: 0 when the new rules are in force, 1 when they were refused (the \
         old ones stay); `reload`, `status` and `blocked`: 2 when no daemon answers.",
