@@ -292,8 +292,9 @@ impl Shared {
             Ok(l) => l,
             Err(e) => {
                 error!(
-                    "reload of {file} failed; generation {} stays in force:\n{e}",
-                    current.generation
+                    "reload of {file} failed; generation {} stays in force:\n{}",
+                    current.generation,
+                    e.refused_reload()
                 );
                 *lock(&self.last_reload) = Some(ReloadRecord {
                     at: SystemTime::now(),
