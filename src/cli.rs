@@ -35,8 +35,9 @@ pub enum Command {
     /// Run the filter in the foreground, judging packets from the netfilter
     /// queues. SIGHUP reloads the rules file; SIGTERM and SIGINT stop.
     Run(RunArgs),
-    /// Validate rules files: print a summary and exit 0, or every problem
-    /// as FILE:LINE:COLUMN and exit 1.
+    /// Validate rules files as `run` and `reload` read them (who could
+    /// write the file included): print a summary and exit 0, or every
+    /// problem as FILE:LINE:COLUMN and exit 1.
     Check(CheckArgs),
     /// Ask the running daemon to re-read its rules file; wait for the answer.
     /// Exit 0 with the new generation, or 1 with every problem (the old
@@ -134,6 +135,11 @@ pub struct CheckArgs {
     /// Rules files to validate.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+    /// Accept a file that someone other than root and this user could
+    /// write (or replace), as `run --insecure-rules` does; without it,
+    /// such a file fails the check as it fails `run` and `reload`.
+    #[arg(long)]
+    pub insecure_rules: bool,
 }
 
 #[derive(Debug, Args)]

@@ -205,7 +205,9 @@ fn check(args: &CheckArgs) -> ExitCode {
     let mut ok = true;
     for path in &args.files {
         let file = path.display().to_string();
-        match rules::load_file(path) {
+        // Read as `run` reads it (as this user), so that a file it would
+        // refuse, for its contents or for who could write it, fails here.
+        match portgate::daemon::load_rules(path, args.insecure_rules) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     err(&format!("{}\n", w.render(&file)));
@@ -217,13 +219,6 @@ fn check(args: &CheckArgs) -> ExitCode {
                 .line()
                 {
                     err(&format!("{line}\n"));
-                }
-                // The file is fine; say so too if `portgate run` (as this
-                // user) would still refuse to read it.
-                if let Err(why) = portgate::daemon::privs::check_rules_file(path) {
-                    err(&format!(
-                        "{file}: warning: portgate run would refuse it: {why}\n"
-                    ));
                 }
                 out(&format!("{file}: ok: {}\n", loaded.ruleset.summary()));
             }
@@ -287,15 +282,10 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     let table = Table::compile(&loaded.ruleset);
     let ex =
         portgate::explain::explain(&loaded.ruleset, &table, args.address, args.port, args.proto);
-    let text = ex.render(&loaded.ruleset, &file);
     if args.client.json {
-        print_json(&ExplainReply {
-            verdict: ex.verdict_word().into(),
-            text,
-            generation: 0,
-        });
+        print_json(&ex.reply(&loaded.ruleset, &file, 0));
     } else {
-        out(&text);
+        out(&ex.render(&loaded.ruleset, &file));
         if args.rules.is_none() {
             out(&format!("  (no daemon answers: rules read from {file})\n"));
         }

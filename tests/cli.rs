@@ -2,7 +2,7 @@
 //! codes, and log lines fit for the journal.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -29,9 +29,17 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn check_summarises_or_lists_every_problem() {
-    let example = repo().join("rules/example.yaml");
+    // A copy: `check`, like `run`, refuses a file someone other than root
+    // and the user running it could write, and the checkout may be another
+    // user's (`sudo bash tests/run.sh`).
+    let dir = scratch("check");
+    let example = dir.join("example.yaml");
+    fs::copy(repo().join("rules/example.yaml"), &example).unwrap();
+    for (path, mode) in [(&dir, 0o755), (&example, 0o644)] {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
     let out = portgate(&["check", example.to_str().unwrap()]);
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
         format!(
@@ -40,7 +48,6 @@ fn check_summarises_or_lists_every_problem() {
         )
     );
 
-    let dir = scratch("check");
     let bad = dir.join("bad.yaml");
     fs::write(
         &bad,
@@ -72,14 +79,76 @@ fn check_summarises_or_lists_every_problem() {
         "{err}"
     );
     assert!(err.contains("hint: did you mean `blocks`?"));
+    // `check` changes nothing, and says only what it found.
     assert!(
-        err.trim_end()
-            .ends_with("rejected: 2 errors; nothing was changed")
+        err.ends_with(&format!("\n{}: rejected: 2 errors\n", bad.display())),
+        "{err}"
     );
 
     let out = portgate(&["check", dir.join("missing.yaml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("missing.yaml: error: cannot read:"));
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Newcomer trial: `check` passed (exit 0, a warning) a group-writable file
+/// that `run` and `reload` refuse, so it did not predict what they do.
+#[test]
+fn check_refuses_a_rules_file_run_would_refuse() {
+    let dir = scratch("insecure");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let rules = dir.join("rules.yaml");
+    fs::copy(repo().join("rules/example.yaml"), &rules).unwrap();
+    fs::set_permissions(&rules, fs::Permissions::from_mode(0o664)).unwrap();
+    let path = rules.to_str().unwrap();
+
+    let out = portgate(&["check", path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    let refusal = err
+        .lines()
+        .find(|l| l.contains("refusing to read it"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        refusal.starts_with(&format!("{path}: error: refusing to read it: "))
+            && refusal.ends_with("is writable by its group (mode 0664): only its owner may be able to change the rules (chmod go-w)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\n    hint: --insecure-rules overrides this check\n"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!("\n{path}: rejected: 1 error\n")),
+        "{err}"
+    );
+
+    // The same words as `run` refusing it.
+    let run = portgate(&[
+        "run",
+        "--rules",
+        path,
+        "--control",
+        dir.join("control.sock").to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(text(&run.stderr).contains(refusal), "{}", text(&run.stderr));
+
+    // --insecure-rules: check reads it, as run would.
+    let out = portgate(&["check", "--insecure-rules", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{path}: ok: 2 sites, 4 permits, 1 blocks, 2 judged ports\n")
+    );
+    assert_eq!(text(&out.stderr), "");
+
+    // A file nobody else can write passes without the flag.
+    fs::set_permissions(&rules, fs::Permissions::from_mode(0o640)).unwrap();
+    let out = portgate(&["check", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
     let _ = fs::remove_dir_all(dir);
 }
 
@@ -117,14 +186,96 @@ fn explain_from_a_file() {
         "--proto",
         "udp",
     ]);
-    assert!(text(&out.stdout).starts_with("ACCEPT 192.0.2.13 port 25/udp: not judged"));
-    let out = portgate(&["explain", "--rules", ex, "--json", "192.0.2.13", "25"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["verdict"], "DROP");
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("ACCEPT 192.0.2.13 port 25/udp: not judged"),
+        "{t}"
+    );
+    // The block lists a bare 25, but no entry decides a port not judged.
+    assert_eq!(t.lines().count(), 1, "{t}");
 
     let out = portgate(&["explain", "--rules", ex, "not-an-address", "25"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("invalid value 'not-an-address'"));
+}
+
+#[test]
+fn explain_json_carries_the_answer_and_the_deciding_entry() {
+    let example = repo().join("rules/example.yaml");
+    let ex = example.to_str().unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = portgate(&[&["explain", "--rules", ex, "--json"], args].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let j = json(&["192.0.2.13", "25"]);
+    // The fields scripts already read stay.
+    assert_eq!(j["verdict"], "DROP");
+    assert_eq!(j["generation"], 0);
+    assert!(
+        j["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("DROP 192.0.2.13 port 25/tcp: blocked\n"),
+        "{j}"
+    );
+    assert_eq!(j["address"], "192.0.2.13");
+    assert_eq!(j["port"], 25);
+    assert_eq!(j["proto"], "tcp");
+    assert_eq!(j["judged"], true);
+    assert_eq!(j["mode"], "enforce");
+    assert_eq!(j["answer"], "blocked");
+    assert_eq!(
+        j["entry"],
+        serde_json::json!({
+            "kind": "block",
+            "site": "Example County Courthouse",
+            "prefix": "192.0.2.13/32",
+            "ports": ["25"],
+            "file": ex,
+            "line": 46,
+            "column": 9,
+            "device": null,
+            "domain": null,
+            "reason": "infected workstation, ticket 4711",
+            "contacts": {
+                "site": {"name": "Courthouse IT Manager", "position": "IT manager",
+                         "phone": "+1 303 555 0100", "email": "it@example.org"},
+                "technical": {"name": "Courthouse Network Admin", "position": "Network admin",
+                              "phone": "+1 303 555 0101", "email": "noc@example.org"},
+            },
+        }),
+        "{j}"
+    );
+
+    let j = json(&["2001:db8:10::99", "587"]);
+    assert_eq!(j["verdict"], "ACCEPT");
+    assert_eq!(j["address"], "2001:db8:10::99");
+    assert_eq!(j["mode"], "monitor");
+    assert_eq!(j["answer"], "identified");
+    assert_eq!(j["entry"]["kind"], "permit");
+    assert_eq!(j["entry"]["prefix"], "2001:db8:10::/48");
+    assert_eq!(j["entry"]["ports"], serde_json::json!(["25", "587"]));
+    assert_eq!(j["entry"]["device"], "Exchange servers");
+    assert_eq!(j["entry"]["line"], 40);
+
+    // Unidentified on a monitor port: let through, and no entry.
+    let j = json(&["198.51.100.99", "587"]);
+    assert_eq!(j["verdict"], "ACCEPT");
+    assert_eq!(j["judged"], true);
+    assert_eq!(j["mode"], "monitor");
+    assert_eq!(j["answer"], "unidentified");
+    assert_eq!(j["entry"], serde_json::Value::Null);
+
+    // Not judged: no mode, no answer of the rules, no entry.
+    let j = json(&["192.0.2.13", "25", "--proto", "udp"]);
+    assert_eq!(j["verdict"], "ACCEPT");
+    assert_eq!(j["proto"], "udp");
+    assert_eq!(j["judged"], false);
+    assert_eq!(j["mode"], serde_json::Value::Null);
+    assert_eq!(j["answer"], "not_judged");
+    assert_eq!(j["entry"], serde_json::Value::Null);
 }
 
 #[test]

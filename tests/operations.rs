@@ -350,6 +350,14 @@ fn explain_asks_the_running_daemon() {
         t.contains("technical contact: Courthouse Network Admin, +1 303 555 0101, noc@example.org")
     );
     assert!(t.contains("generation 1"), "{t}");
+    // --json: the same answer, structured.
+    let out = pg.client(&["explain", "--json", "192.0.2.13", "25"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["generation"], 1, "{j}");
+    assert_eq!(j["answer"], "blocked", "{j}");
+    assert_eq!(j["entry"]["kind"], "block", "{j}");
+    assert_eq!(j["entry"]["file"], rules.to_str().unwrap(), "{j}");
+    assert_eq!(j["entry"]["line"], 46, "{j}");
     // --rules reads the file as it is now.
     let out = pg.client(&[
         "explain",

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{Diagnostic, LoadError, Mode, Omitted, Proto, Summary};
+use crate::rules::{Contact, Diagnostic, EntryKind, LoadError, Mode, Omitted, Proto, Summary};
 
 /// No request names a file or anything else on the box: the daemon only
 /// ever reads its configured rules file and writes its configured metrics
@@ -38,7 +38,7 @@ pub enum Response {
     Reload(ReloadReply),
     Status(Box<StatusReply>),
     Blocked(BlockedReply),
-    Explain(ExplainReply),
+    Explain(Box<ExplainReply>),
     Error { error: String },
 }
 
@@ -180,13 +180,73 @@ pub struct BlockedReply {
     pub table: BlockedInfo,
 }
 
+/// How the rules judge one address on one port: what `explain --json`
+/// prints. `verdict`, `text` and `generation` came first; scripts should
+/// read the structured fields after them rather than parse `text`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExplainReply {
     /// "ACCEPT" or "DROP".
     pub verdict: String,
     /// The explanation as `portgate explain` prints it.
     pub text: String,
+    /// The generation of the rules that answered; 0 when read from a file.
     pub generation: u64,
+    pub address: IpAddr,
+    pub port: u16,
+    pub proto: Proto,
+    /// Whether `ports:` lists the port for the protocol. When it does not,
+    /// the packet is accepted unjudged: no mode, no entry.
+    pub judged: bool,
+    /// The port's mode; `None` when not judged.
+    pub mode: Option<Mode>,
+    pub answer: ExplainAnswer,
+    /// The entry that decides the address on the port; `None` when no
+    /// entry covers it, or the port is not judged.
+    pub entry: Option<ExplainEntry>,
+}
+
+/// What the rules say of the address, whatever the port's mode makes of
+/// it (an unidentified address on a monitor port is accepted all the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainAnswer {
+    /// Its deciding entry is a permit.
+    Identified,
+    /// Its deciding entry is a block (a carve-out).
+    Blocked,
+    /// No entry covering it lists the port.
+    Unidentified,
+    /// The port is not judged.
+    NotJudged,
+}
+
+/// The deciding entry, as the rules file has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainEntry {
+    pub kind: EntryKind,
+    /// The site's name.
+    pub site: String,
+    /// The entry's prefix, as `192.0.2.13/32` or `2001:db8:10::/48`.
+    pub prefix: String,
+    /// The entry's ports as the file lists them: `25`, or `53/udp`.
+    pub ports: Vec<String>,
+    /// The rules file, and where the entry starts in it.
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    /// Permits: the type of device or application, and the domain name.
+    pub device: Option<String>,
+    pub domain: Option<String>,
+    /// Blocks: why.
+    pub reason: Option<String>,
+    /// Whom to call about the address.
+    pub contacts: ExplainContacts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainContacts {
+    pub site: Contact,
+    pub technical: Contact,
 }
 
 #[cfg(test)]
@@ -246,12 +306,19 @@ mod tests {
         assert!(matches!(back, Response::Reload(r) if r.generation == 2 && !r.ok));
         let err: Response = serde_json::from_str(r#"{"error":"nope"}"#).unwrap();
         assert!(matches!(err, Response::Error { error } if error == "nope"));
-        let ex = Response::Explain(ExplainReply {
+        let ex = Response::Explain(Box::new(ExplainReply {
             verdict: "DROP".into(),
             text: "DROP x".into(),
             generation: 1,
-        });
+            address: "192.0.2.50".parse().unwrap(),
+            port: 25,
+            proto: Proto::Tcp,
+            judged: true,
+            mode: Some(Mode::Enforce),
+            answer: ExplainAnswer::Unidentified,
+            entry: None,
+        }));
         let back: Response = serde_json::from_str(&serde_json::to_string(&ex).unwrap()).unwrap();
-        assert!(matches!(back, Response::Explain(_)));
+        assert!(matches!(back, Response::Explain(r) if r.answer == ExplainAnswer::Unidentified));
     }
 }

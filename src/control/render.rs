@@ -61,7 +61,7 @@ pub fn reload(r: &ReloadReply) -> String {
     } else {
         format!(
             "{}\ngeneration {} stays in force\n",
-            r.load_error(),
+            r.load_error().refused_reload(),
             r.generation
         )
     }

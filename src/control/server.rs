@@ -12,8 +12,8 @@ use log::{info, warn};
 
 use super::ControlError;
 use super::proto::{
-    BlockedEntry, BlockedInfo, BlockedReply, ExplainReply, LastReload, PortInfo, QueueInfo,
-    ReloadReply, Request, Response, RulesInfo, StatusReply,
+    BlockedEntry, BlockedInfo, BlockedReply, LastReload, PortInfo, QueueInfo, ReloadReply, Request,
+    Response, RulesInfo, StatusReply,
 };
 use crate::daemon::{Refused, Reloaded, Shared, kernel};
 use crate::explain;
@@ -286,11 +286,11 @@ fn answer(req: Request, shared: &Shared) -> Response {
         } => {
             let active = shared.active();
             let ex = explain::explain(&active.ruleset, &active.table, address, port, proto);
-            Response::Explain(ExplainReply {
-                verdict: ex.verdict_word().into(),
-                text: ex.render(&active.ruleset, &file),
-                generation: active.generation,
-            })
+            Response::Explain(Box::new(ex.reply(
+                &active.ruleset,
+                &file,
+                active.generation,
+            )))
         }
     }
 }

@@ -24,7 +24,7 @@ pub mod stats;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -288,12 +288,13 @@ impl Shared {
         let started = Instant::now();
         let file = self.opts.rules.display().to_string();
         let current = self.active.load_full();
-        let loaded = match load_rules(&self.opts) {
+        let loaded = match load_rules(&self.opts.rules, self.opts.insecure_rules) {
             Ok(l) => l,
             Err(e) => {
                 error!(
-                    "reload of {file} failed; generation {} stays in force:\n{e}",
-                    current.generation
+                    "reload of {file} failed; generation {} stays in force:\n{}",
+                    current.generation,
+                    e.refused_reload()
                 );
                 *lock(&self.last_reload) = Some(ReloadRecord {
                     at: SystemTime::now(),
@@ -344,18 +345,27 @@ impl Shared {
     }
 }
 
-/// Reads the rules file, after checking who could have written it.
-fn load_rules(opts: &Options) -> Result<rules::Loaded, LoadError> {
-    let name = opts.rules.display().to_string();
-    let file = privs::open_rules(&opts.rules, opts.insecure_rules).map_err(|why| {
+/// Reads and validates the rules file as `run` does at start and at every
+/// reload, after checking who could have written it (unless `insecure`).
+/// `portgate check` reads files through it too, so that it refuses what
+/// the daemon would refuse, with the same words.
+pub fn load_rules(path: &Path, insecure: bool) -> Result<rules::Loaded, LoadError> {
+    let name = path.display().to_string();
+    let file = privs::open_rules(path, insecure).map_err(|e| {
+        let (message, hint) = match e {
+            privs::OpenError::Untrusted(why) => (
+                format!("refusing to read it: {why}"),
+                Some("--insecure-rules overrides this check".to_owned()),
+            ),
+            e => (e.to_string(), None),
+        };
         LoadError::one(
             &name,
             rules::Diagnostic {
                 severity: rules::Severity::Error,
                 pos: rules::Pos::default(),
-                message: format!("refusing to read it: {why}"),
-                hint: (!opts.insecure_rules)
-                    .then(|| "--insecure-rules overrides this check".into()),
+                message,
+                hint,
             },
         )
     })?;
@@ -371,7 +381,7 @@ impl Daemon {
     /// Loads the rules; fails with every problem in the file when they are bad.
     pub fn new(opts: Options) -> Result<Daemon, RunError> {
         let started = Instant::now();
-        let loaded = load_rules(&opts).map_err(RunError::Rules)?;
+        let loaded = load_rules(&opts.rules, opts.insecure_rules).map_err(RunError::Rules)?;
         let file = opts.rules.display().to_string();
         for w in &loaded.warnings {
             warn!("{}", w.render(&file));

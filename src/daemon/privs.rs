@@ -10,7 +10,7 @@
 //!   user, because whoever can write the file decides who may send mail.
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
@@ -72,32 +72,50 @@ fn os(e: rustix::io::Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
+/// Why [`open_rules`] did not open the rules file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file could not be found or opened.
+    #[error("cannot read: {0}")]
+    File(#[source] std::io::Error),
+    /// A directory above the file could not be examined.
+    #[error("cannot read {dir} (above the rules file): {source}")]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Someone other than root and the daemon's user could change the file
+    /// (the message says who, and what to do).
+    #[error("{0}")]
+    Untrusted(String),
+}
+
 /// Opens the rules file for the daemon. Unless `insecure`, like sshd's
 /// StrictModes: the file and every directory above it (after resolving
 /// symlinks) must belong to root or the daemon's user and be writable by
 /// nobody else (a sticky directory such as /tmp is fine), and the checks
 /// are made on the file actually opened, not on its name, so it cannot be
 /// swapped between check and read.
-pub fn open_rules(path: &Path, insecure: bool) -> Result<std::fs::File, String> {
-    let canonical =
-        std::fs::canonicalize(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn open_rules(path: &Path, insecure: bool) -> Result<std::fs::File, OpenError> {
+    let canonical = std::fs::canonicalize(path).map_err(OpenError::File)?;
     if !insecure {
         for dir in canonical.ancestors().skip(1) {
-            let meta = std::fs::metadata(dir)
-                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-            trusted_dir(dir, &meta)?;
+            let meta = std::fs::metadata(dir).map_err(|source| OpenError::Dir {
+                dir: dir.to_owned(),
+                source,
+            })?;
+            trusted_dir(dir, &meta).map_err(OpenError::Untrusted)?;
         }
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&canonical)
-        .map_err(|e| format!("cannot read {}: {e}", canonical.display()))?;
+        .map_err(OpenError::File)?;
     if !insecure {
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot read {}: {e}", canonical.display()))?;
-        trusted_file(&canonical, &meta)?;
+        let meta = file.metadata().map_err(OpenError::File)?;
+        trusted_file(&canonical, &meta).map_err(OpenError::Untrusted)?;
     }
     Ok(file)
 }
@@ -155,7 +173,7 @@ fn trusted_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
 
 /// Why the daemon would refuse a rules file, or `Ok` when it would read it.
 pub fn check_rules_file(path: &Path) -> Result<(), String> {
-    open_rules(path, false).map(drop)
+    open_rules(path, false).map(drop).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -91,6 +91,7 @@ fn portgate_8(out: &mut dyn Write) -> io::Result<()> {
         page.section_body(|w| Man::new(sub.clone()).render_options_section(w))?;
     }
 
+    page.push(&blocks(JSON_8));
     page.push(&blocks(GATEWAY_8));
     out.write_all(page.0.as_bytes())
 }
@@ -248,6 +249,51 @@ const DESCRIPTION_8: &[Block] = &[
     ),
 ];
 
+const JSON_8: &[Block] = &[
+    Section("JSON OUTPUT"),
+    Para(
+        "With `--json`, `reload`, `status`, `blocked` and `explain` print the daemon's \
+        answer as it is sent, one JSON object. `explain --json` (from the daemon, or from \
+        the file with `--rules`) has these fields; new ones may be added, none renamed:",
+    ),
+    Item("`verdict`", "`ACCEPT` or `DROP`."),
+    Item("`text`", "the explanation as `explain` prints it."),
+    Item(
+        "`generation`",
+        "the generation of the daemon's rules that answered; 0 when the rules were read \
+        from a file.",
+    ),
+    Item(
+        "`address`, `port`, `proto`",
+        "what was asked; `proto` is `tcp` or `udp`.",
+    ),
+    Item(
+        "`judged`",
+        "whether `ports:` lists the port for the protocol. When false, the packet is \
+        accepted unjudged, and `mode` and `entry` are null.",
+    ),
+    Item(
+        "`mode`",
+        "`enforce` or `monitor`; null when the port is not judged.",
+    ),
+    Item(
+        "`answer`",
+        "what the rules say of the address, before the port's mode: `identified` (a permit \
+        decides), `blocked` (a block decides), `unidentified` (no entry covering the \
+        address lists the port) or `not_judged`. On a `monitor` port an address that is \
+        not identified is accepted all the same.",
+    ),
+    Item(
+        "`entry`",
+        "the deciding entry, or null when there is none: `kind` (`permit` or `block`), \
+        `site` (the site's name), `prefix`, `ports` (as the file lists them, such as \
+        `\"25\"` or `\"53/udp\"`), `file`, `line` and `column` (where the entry starts), \
+        `device` and `domain` (permits) and `reason` (blocks), each null when absent, and \
+        `contacts`: the site's `site` and `technical` contacts, each with `name`, \
+        `position` (or null), `phone` and `email`.",
+    ),
+];
+
 const GATEWAY_8: &[Block] = &[
     Section("THE IPTABLES RULE"),
     Para(
@@ -321,7 +367,9 @@ const GATEWAY_8: &[Block] = &[
         "`systemctl reload portgate` runs `portgate reload`, which waits for the running \
         daemon's answer: the reload fails, printing every problem, when the edited file \
         is broken, and the rules in force stay. To serve other queues or pass other \
-        options, override `ExecStart=` with `systemctl edit portgate`.",
+        options, override `ExecStart=` with `systemctl edit portgate`; with \
+        `run --insecure-rules`, override `ExecStartPre=` with \
+        `portgate check --insecure-rules` too, since `check` refuses what `run` would.",
     ),
     Para(
         "The service sees the file system read-only (`ProtectSystem=strict`) but for \
@@ -372,7 +420,10 @@ const GATEWAY_8: &[Block] = &[
         "`run`: 0 after `SIGTERM` or `SIGINT`; 1 when it cannot start (bad rules file, \
         a queue it cannot bind) or when a worker stops, so that systemd restarts it.",
     ),
-    Bullet("`check`: 0 when every file is valid, 1 otherwise."),
+    Bullet(
+        "`check`: 0 when every file is valid and `run` would read it (as the user \
+        running `check`; see `--insecure-rules`), 1 otherwise.",
+    ),
     Bullet(
         "`reload`: 0 when the new rules are in force, 1 when they were refused (the \
         old ones stay); `reload`, `status` and `blocked`: 2 when no daemon answers.",
@@ -445,6 +496,10 @@ mod tests {
             "the hidden subcommand stays hidden"
         );
         assert!(!man.contains(".SH OPTIONS"));
+        assert!(man.contains(".SH \"JSON OUTPUT\""));
+        for field in ["judged", "answer", "not_judged", "entry", "contacts"] {
+            assert!(man.contains(&format!("\\fB{field}\\fR")), "{field} missing");
+        }
         assert!(!man.contains('`'), "every inline mark was rendered");
         assert!(
             man.contains(r"\fB0\-3\fR"),

@@ -167,10 +167,19 @@ impl fmt::Display for LoadError {
         let n = self.error_count();
         write!(
             f,
-            "\n{}: rejected: {n} error{}; nothing was changed",
+            "\n{}: rejected: {n} error{}",
             self.file,
             if n == 1 { "" } else { "s" }
         )
+    }
+}
+
+impl LoadError {
+    /// As it displays, for a reload that was refused: its closing
+    /// `FILE: rejected: N errors` line adds that nothing was changed.
+    /// (`check` and a start have nothing to change, and say no more.)
+    pub fn refused_reload(&self) -> String {
+        format!("{self}; nothing was changed")
     }
 }
 
@@ -1515,7 +1524,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\n    hint: add at least"));
-        assert!(text.ends_with("rejected: 1 error; nothing was changed"));
+        // Only a reload changes anything: `check` and a start say no more.
+        assert!(
+            text.ends_with("\n/etc/portgate/rules.yaml: rejected: 1 error"),
+            "{text}"
+        );
+        assert_eq!(err.refused_reload(), format!("{text}; nothing was changed"));
     }
 
     #[test]
@@ -1552,7 +1566,7 @@ mod tests {
         assert_eq!(text.matches(": error: ").count(), MAX_SHOWN, "{text}");
         assert!(
             text.ends_with(
-                "\n... and 4900 more errors and 4900 more warnings\nr.yaml: rejected: 5000 errors; nothing was changed"
+                "\n... and 4900 more errors and 4900 more warnings\nr.yaml: rejected: 5000 errors"
             ),
             "{}",
             &text[text.len() - 200..]
