@@ -4,8 +4,10 @@
 //! to counters, and unidentified traffic to the reporter, gathered over
 //! batches and sent as one message over a bounded channel with `try_send` (a
 //! full channel is counted, never waited on).
-//! The rules are fetched per packet through an `arc_swap::Cache` (a cached
-//! pointer compared, no barrier), so a reload is in force for the next one.
+//! The packets of a batch are decided together ([`decision::decide_batch`]),
+//! with the rules fetched after they were received, through an
+//! `arc_swap::Cache` (a cached pointer compared, no barrier), so a reload is
+//! in force for the next batch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,8 +23,8 @@ use crate::queue::{Queue, QueueError};
 use crate::rules::Proto;
 
 /// Packets handled per batch: one waiting receive, up to this many in all,
-/// one send of the verdicts.
-const BATCH: usize = 64;
+/// decided together, one send of the verdicts.
+const BATCH: usize = crate::queue::MAX_BATCH;
 
 /// How long gathered reports may wait for more before they go to the
 /// reporter (an idle worker sends them at its next wake, within
@@ -55,6 +57,7 @@ pub fn serve(
 ) -> Result<(), QueueError> {
     let queue = q.number();
     let mut current = Cache::new(active);
+    let mut verdicts = [decision::UNDECIDED; BATCH];
     let mut pending = Pending {
         batch: Batch::default(),
         since: None,
@@ -69,27 +72,31 @@ pub fn serve(
                 stats.packets.get()
             );
         }
-        let b = q.serve_batch(IDLE_WAKE, BATCH, |payload, ethertype| {
-            // The rules in force when the packet is judged, not when the
-            // wait for it began: once a reload has answered, no packet is
-            // judged by the old table. (A cached pointer compared per
-            // packet: no barrier, no reference count.)
+        let b = q.serve_batch(IDLE_WAKE, BATCH, |packets, accept| {
+            // The rules in force when the batch is judged, after all its
+            // packets arrived, not when the wait for them began: once a
+            // reload has answered, no packet received after it is judged by
+            // the old table. (A cached pointer compared: no barrier, no
+            // reference count.)
             let rules: &Active = current.load();
-            let v = decision::decide_queued(&rules.table, payload, ethertype);
-            stats.record(v.decision);
-            if let Some(id) = v
-                .slot
-                .and_then(|s| rules.port_ids.get(usize::from(s)).copied().flatten())
-                && let Some(p) = stats.ports.get(usize::from(id))
-            {
-                p.record(v.decision);
+            let verdicts = &mut verdicts[..packets.len()];
+            decision::decide_batch(&rules.table, packets, verdicts);
+            for (v, accept) in verdicts.iter().zip(accept) {
+                stats.record(v.decision);
+                if let Some(id) = v
+                    .slot
+                    .and_then(|s| rules.port_ids.get(usize::from(s)).copied().flatten())
+                    && let Some(p) = stats.ports.get(usize::from(id))
+                {
+                    p.record(v.decision);
+                }
+                if let Some(ev) = event_for(queue, v)
+                    && !pending.batch.push(ev)
+                {
+                    stats.channel_full.bump();
+                }
+                *accept = v.decision.is_accept();
             }
-            if let Some(ev) = event_for(queue, &v)
-                && !pending.batch.push(ev)
-            {
-                stats.channel_full.bump();
-            }
-            v.decision.is_accept()
         })?;
         pending.after_batch(b.packets == 0);
         stats.enobufs.add(b.enobufs);

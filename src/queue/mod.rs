@@ -3,9 +3,10 @@
 //!
 //! Contract: [`Queue::open`] binds and configures one queue in a single
 //! acknowledged request. [`Queue::serve_batch`] waits (bounded) for packets,
-//! receives up to a batch of them without blocking, hands each payload to
-//! the caller's decision, and sends every verdict of the batch in one
-//! `send`: a run of equal verdicts is one NFQNL_MSG_VERDICT_BATCH. Every
+//! receives up to a batch of them without blocking, each into its own part of
+//! one buffer, hands all their payloads to the caller's decision at once, and
+//! sends every verdict of the batch in one `send`: a run of equal verdicts is
+//! one NFQNL_MSG_VERDICT_BATCH. Every
 //! packet received gets a verdict, also when its message cannot be read
 //! past its id (it is dropped). ENOBUFS (the socket buffer overflowed, so
 //! the kernel dropped or, fail-open, accepted packets we never saw) is
@@ -29,6 +30,8 @@ use thiserror::Error;
 
 use wire::{Message, Verdicts};
 
+use crate::decision::Queued;
+
 /// Bytes of each packet we ask the kernel for: the largest IPv4 header (60)
 /// or an IPv6 header with a generous extension-header chain, plus the four
 /// port bytes of the transport header. A packet whose ports lie beyond this
@@ -36,10 +39,34 @@ use wire::{Message, Verdicts};
 /// in the first fragment; we ask for it in the first 256 bytes).
 pub const COPY_RANGE: u32 = 256;
 
+/// A message of a batch, as received.
+#[derive(Clone, Copy, Debug)]
+enum Item {
+    /// A packet: its id, and where its payload lies in the batch's buffer.
+    Packet {
+        id: u32,
+        start: usize,
+        len: usize,
+        ethertype: u16,
+    },
+    /// A packet message we could not read past its id.
+    Unreadable { id: u32 },
+}
+
 /// One received message: netlink and nfqueue headers, the kernel's
 /// attributes (interfaces, hardware address, timestamp, ...) and the copied
 /// bytes. Generous, so a message is never cut; MSG_TRUNC tells if it was.
 const RECV_BUF: usize = 8192;
+
+/// Packets one batch holds at most: they are received, then decided
+/// together, then given their verdicts in one send.
+pub const MAX_BATCH: usize = 64;
+
+/// Bytes the messages of one batch are received into, one after another:
+/// [`MAX_BATCH`] messages of the usual size (some 400 bytes with a
+/// [`COPY_RANGE`] copy) with room to spare. A batch ends early when less
+/// than [`RECV_BUF`] is left.
+const BATCH_BUF: usize = MAX_BATCH * 512 + RECV_BUF;
 
 /// Socket receive buffer: room for a full kernel queue's worth of messages
 /// (about 1 KiB of kernel memory each at the default 4096 queue length), so
@@ -121,7 +148,7 @@ impl Queue {
             fd,
             num: cfg.queue,
             seq: 0,
-            buf: vec![0; RECV_BUF],
+            buf: vec![0; BATCH_BUF],
             verdicts: Verdicts::new(cfg.queue),
             rcvtimeo: None,
         };
@@ -179,12 +206,13 @@ impl Queue {
                     "the kernel did not answer the queue configuration",
                 ));
             }
-            let n = match rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::DONTWAIT) {
-                Ok((_, n)) => n.min(RECV_BUF),
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::NOBUFS) => continue,
-                Err(e) => return Err(os(e)),
-            };
+            let n =
+                match rustix::net::recv(&self.fd, &mut self.buf[..RECV_BUF], RecvFlags::DONTWAIT) {
+                    Ok((_, n)) => n.min(RECV_BUF),
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
+                    Err(rustix::io::Errno::NOBUFS) => continue,
+                    Err(e) => return Err(os(e)),
+                };
             let mut answer = None;
             for m in wire::messages(&self.buf[..n]) {
                 match m {
@@ -219,17 +247,18 @@ impl Queue {
     }
 
     /// Waits up to `timeout` for a packet, then receives up to `max` in all
-    /// without blocking again, calling `decide` on each payload and the ethertype the
-    /// kernel queued it as (true: accept), and sends the verdicts. Returns
-    /// what it did; an idle timeout returns zeros.
+    /// (at most [`MAX_BATCH`]) without blocking again, calls `decide` on
+    /// them together (setting `accept[i]` for `packets[i]`), and sends the
+    /// verdicts. Returns what it did; an idle timeout returns zeros.
     pub fn serve_batch(
         &mut self,
         timeout: Duration,
         max: usize,
-        mut decide: impl FnMut(&[u8], u16) -> bool,
+        mut decide: impl FnMut(&[Queued<'_>], &mut [bool]),
     ) -> Result<BatchStats, QueueError> {
         let mut st = BatchStats::default();
         let queue = self.num;
+        let max = max.min(MAX_BATCH);
         // The first receive blocks, up to the timeout (SO_RCVTIMEO), the
         // rest of the batch does not: a packet that arrives alone costs a
         // receive, one more that finds nothing, and the verdict, with no
@@ -250,12 +279,18 @@ impl Queue {
             })?;
             self.rcvtimeo = Some(timeout);
         }
+        // What was received, in order: each packet's id and where its
+        // payload lies in `buf`, or the id of a message we could not read.
+        let mut items = [Item::Unreadable { id: 0 }; MAX_BATCH];
+        let mut n = 0;
+        let mut used = 0;
         let mut flags = RecvFlags::TRUNC;
-        while (st.packets as usize) < max {
-            let got = rustix::net::recv(&self.fd, &mut self.buf[..], flags);
+        while n < max && BATCH_BUF - used >= RECV_BUF {
+            let window = &mut self.buf[used..used + RECV_BUF];
+            let got = rustix::net::recv(&self.fd, window, flags);
             flags = RecvFlags::DONTWAIT | RecvFlags::TRUNC;
-            let n = match got {
-                Ok((_, n)) => n,
+            let len = match got {
+                Ok((_, len)) => len,
                 // Nothing more now, or nothing within the timeout.
                 Err(rustix::io::Errno::AGAIN) => break,
                 Err(rustix::io::Errno::INTR) => continue,
@@ -264,6 +299,8 @@ impl Queue {
                     continue;
                 }
                 Err(e) => {
+                    // What was received gets its verdict first.
+                    answer(&self.buf, &mut self.verdicts, &items[..n], &mut decide);
                     self.flush();
                     return Err(QueueError::Io {
                         queue,
@@ -271,11 +308,12 @@ impl Queue {
                     });
                 }
             };
-            // A message larger than our buffer arrives cut; its id and
+            // A message larger than our window arrives cut; its id and
             // headers come first, so it is still judged, on what we hold.
-            let held = n.min(RECV_BUF);
-            for m in wire::messages(&self.buf[..held]) {
-                match m {
+            let held = len.min(RECV_BUF);
+            let base = self.buf.as_ptr() as usize;
+            for m in wire::messages(&self.buf[used..used + held]) {
+                let item = match m {
                     Ok(Message::Packet {
                         id,
                         payload,
@@ -283,27 +321,44 @@ impl Queue {
                         ..
                     }) => {
                         st.packets += 1;
-                        let verdict = if decide(payload, hw_protocol) {
-                            wire::NF_ACCEPT
-                        } else {
-                            wire::NF_DROP
-                        };
-                        self.verdicts.push(id, verdict);
+                        Item::Packet {
+                            id,
+                            start: payload.as_ptr() as usize - base,
+                            len: payload.len(),
+                            ethertype: hw_protocol,
+                        }
                     }
                     // A packet we cannot read past its id: dropped, never
                     // left queued (a later batch verdict would sweep it up).
                     Err(wire::WireError::BadPacket { id }) => {
                         st.protocol_errors += 1;
-                        self.verdicts.push(id, wire::NF_DROP);
+                        Item::Unreadable { id }
                     }
                     // An error for one of our verdicts (a packet that was
                     // already gone), or an unreadable message.
-                    Ok(Message::Ack { errno, .. }) if errno != 0 => st.protocol_errors += 1,
-                    Ok(Message::Overrun) | Err(_) => st.protocol_errors += 1,
-                    Ok(_) => {}
+                    Ok(Message::Ack { errno, .. }) if errno != 0 => {
+                        st.protocol_errors += 1;
+                        continue;
+                    }
+                    Ok(Message::Overrun) | Err(_) => {
+                        st.protocol_errors += 1;
+                        continue;
+                    }
+                    Ok(_) => continue,
+                };
+                if n == MAX_BATCH {
+                    // More packets in one receive than a batch holds (the
+                    // kernel sends one per message): decide what we have,
+                    // and go on.
+                    answer(&self.buf, &mut self.verdicts, &items[..n], &mut decide);
+                    n = 0;
                 }
+                items[n] = item;
+                n += 1;
             }
+            used += held;
         }
+        answer(&self.buf, &mut self.verdicts, &items[..n], &mut decide);
         if !self.flush() {
             st.verdict_send_errors += 1;
         }
@@ -330,6 +385,51 @@ impl Queue {
     }
 }
 
+/// Decides the received packets in `items` together and queues their
+/// verdicts, in order; a message we could not read is dropped.
+fn answer(
+    buf: &[u8],
+    verdicts: &mut Verdicts,
+    items: &[Item],
+    decide: &mut impl FnMut(&[Queued<'_>], &mut [bool]),
+) {
+    let mut packets = [Queued {
+        bytes: &[],
+        ethertype: 0,
+    }; MAX_BATCH];
+    let mut k = 0;
+    for item in items {
+        if let &Item::Packet {
+            start,
+            len,
+            ethertype,
+            ..
+        } = item
+        {
+            packets[k] = Queued {
+                bytes: &buf[start..start + len],
+                ethertype,
+            };
+            k += 1;
+        }
+    }
+    let mut accept = [false; MAX_BATCH];
+    if k > 0 {
+        decide(&packets[..k], &mut accept[..k]);
+    }
+    let mut accept = accept.iter();
+    for item in items {
+        let (id, verdict) = match *item {
+            Item::Packet { id, .. } => match accept.next() {
+                Some(true) => (id, wire::NF_ACCEPT),
+                _ => (id, wire::NF_DROP),
+            },
+            Item::Unreadable { id } => (id, wire::NF_DROP),
+        };
+        verdicts.push(id, verdict);
+    }
+}
+
 /// True when the kernel lists `queue` as bound (by someone: we only ask
 /// after our own bind failed).
 fn held_by_another(queue: u16) -> bool {
@@ -349,5 +449,79 @@ fn send_all(fd: &OwnedFd, out: &[u8]) -> bool {
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packets and unreadable messages interleaved: every id gets its
+    /// verdict, in order, packets as decided (together, in one call) and
+    /// unreadable ones dropped.
+    #[test]
+    fn a_batch_answers_every_message_in_order() {
+        let mut buf = vec![0u8; 64];
+        buf[10] = 1; // packet 3 says accept
+        buf[30] = 1; // packet 6 says accept
+        let items = [
+            Item::Packet {
+                id: 3,
+                start: 10,
+                len: 4,
+                ethertype: 0x0800,
+            },
+            Item::Unreadable { id: 4 },
+            Item::Packet {
+                id: 5,
+                start: 20,
+                len: 4,
+                ethertype: 0x0800,
+            },
+            Item::Packet {
+                id: 6,
+                start: 30,
+                len: 4,
+                ethertype: 0x86dd,
+            },
+            Item::Packet {
+                id: 7,
+                start: 40,
+                len: 0,
+                ethertype: 0x0800,
+            },
+        ];
+        let mut verdicts = Verdicts::new(0);
+        let mut calls = Vec::new();
+        answer(&buf, &mut verdicts, &items, &mut |packets, accept| {
+            calls.push(
+                packets
+                    .iter()
+                    .map(|p| (p.bytes.to_vec(), p.ethertype))
+                    .collect::<Vec<_>>(),
+            );
+            for (p, a) in packets.iter().zip(accept) {
+                *a = p.bytes.first() == Some(&1);
+            }
+        });
+        assert_eq!(
+            calls,
+            vec![vec![
+                (vec![1, 0, 0, 0], 0x0800),
+                (vec![0, 0, 0, 0], 0x0800),
+                (vec![1, 0, 0, 0], 0x86dd),
+                (vec![], 0x0800),
+            ]]
+        );
+        let (one, batch) = (wire::MSG_VERDICT, wire::MSG_VERDICT_BATCH);
+        assert_eq!(
+            wire::decode_verdicts(verdicts.finish()),
+            vec![
+                (one, 3, wire::NF_ACCEPT),
+                (batch, 5, wire::NF_DROP),
+                (one, 6, wire::NF_ACCEPT),
+                (one, 7, wire::NF_DROP),
+            ]
+        );
     }
 }

@@ -359,6 +359,22 @@ impl Verdicts {
     }
 }
 
+/// The (message type, id, verdict) of each verdict message in `buf`.
+#[cfg(test)]
+pub(crate) fn decode_verdicts(buf: &[u8]) -> Vec<(u16, u32, u32)> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let len = u32_ne(rest, 0).unwrap() as usize;
+        let kind = u16_ne(rest, 4).unwrap();
+        let verdict = u32_be(rest, 24).unwrap();
+        let id = u32_be(rest, 28).unwrap();
+        out.push((kind, id, verdict));
+        rest = &rest[len..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,20 +519,6 @@ mod tests {
         assert_eq!(&out[20..28], &[8, 0, 1, 0, CMD_BIND, 0, 0, 0]);
         assert_eq!(u16_ne(&out, 28), Some(9));
         assert_eq!(&out[32..37], &[0, 0, 1, 0, COPY_PACKET]);
-    }
-
-    fn decode_verdicts(buf: &[u8]) -> Vec<(u16, u32, u32)> {
-        let mut out = Vec::new();
-        let mut rest = buf;
-        while !rest.is_empty() {
-            let len = u32_ne(rest, 0).unwrap() as usize;
-            let kind = u16_ne(rest, 4).unwrap();
-            let verdict = u32_be(rest, 24).unwrap();
-            let id = u32_be(rest, 28).unwrap();
-            out.push((kind, id, verdict));
-            rest = &rest[len..];
-        }
-        out
     }
 
     #[test]
