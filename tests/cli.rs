@@ -331,3 +331,52 @@ fn under_systemd_log_lines_carry_a_priority_and_no_timestamp() {
     assert!(t.starts_with('[') && t.contains("ERROR"), "{t}");
     let _ = fs::remove_dir_all(dir);
 }
+
+/// A FIFO in place of the rules file is refused at once, by `check` and by
+/// `run`, with or without the ownership checks: opening it for reading used
+/// to wait for a writer that never came.
+#[test]
+fn a_fifo_for_rules_is_refused_not_waited_on() {
+    let dir = scratch("fifo");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let fifo = dir.join("rules.yaml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fs::set_permissions(&fifo, fs::Permissions::from_mode(0o600)).unwrap();
+    let path = fifo.to_str().unwrap();
+    for args in [
+        vec!["check", path],
+        vec!["check", "--insecure-rules", path],
+        vec!["run", "--rules", path, "--queues", "0"],
+    ] {
+        let mut child = Command::new(PORTGATE)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let status = status.unwrap_or_else(|| panic!("portgate {args:?} hung on a FIFO"));
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "{args:?}: {err}");
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
+    let _ = fs::remove_dir_all(dir);
+}

@@ -108,9 +108,11 @@ pub fn open_rules(path: &Path, insecure: bool) -> Result<std::fs::File, OpenErro
             trusted_dir(dir, &meta).map_err(OpenError::Untrusted)?;
         }
     }
+    // O_NONBLOCK: a FIFO opens at once (and is then refused as not a
+    // regular file) instead of waiting for a writer.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&canonical)
         .map_err(OpenError::File)?;
     if !insecure {

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt;
 
 use super::{Diagnostic, LoadError, Pos};
 
@@ -79,8 +80,13 @@ pub fn read(file: File, name: &str) -> Result<String, LoadError> {
 /// Opens and reads a rules file by name.
 pub fn read_path(path: &std::path::Path) -> Result<String, LoadError> {
     let name = path.display().to_string();
-    let file =
-        File::open(path).map_err(|e| refuse(&name, Pos::default(), format!("cannot read: {e}")))?;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer; this way it opens at once and `read` refuses it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| refuse(&name, Pos::default(), format!("cannot read: {e}")))?;
     read(file, &name)
 }
 
@@ -121,6 +127,23 @@ mod tests {
             e.to_string().contains("not a regular file") || e.to_string().contains("cannot read"),
             "{e}"
         );
+        // A FIFO with no writer: refused at once, never waited on.
+        let fifo = std::env::temp_dir().join(format!("portgate-file-{}-fifo", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || tx.send(read_path(&f).map_err(|e| e.to_string())));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        let _ = std::fs::remove_file(&fifo);
+        let e = got.expect("reading a FIFO hung").unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
         let p = scratch("ok", b"ports: []\n");
         assert_eq!(read_path(&p).unwrap(), "ports: []\n");
         let _ = std::fs::remove_file(p);
