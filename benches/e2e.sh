@@ -6,6 +6,8 @@
 #
 #   sudo bash benches/e2e.sh [SECONDS=5] [ROUNDS=3] [PERMITS=100000] [RATE=60000]
 #   FILTERS="ipset portgate-1q" sudo -E bash benches/e2e.sh ...   (a subset)
+#   PORTGATE_B=/other/build/portgate FILTERS="portgate-1q portgate-b-1q" ...
+#                                   (A/B: another build, as filter portgate-b-1q)
 #
 # The netns lab of the tests (tests/lab.sh): the site sends, the gateway
 # filters, "the internet" receives. The permit file is PERMITS generated
@@ -122,7 +124,7 @@ filter_up() { # FILTER
             on "$gw" iptables -A PG -m set --match-set pg dst -j ACCEPT
             on "$gw" iptables -A PG -j DROP
             ;;
-        portgate-1q | nfq-1q)
+        portgate-1q | portgate-b-1q | nfq-1q)
             on "$gw" iptables -A FORWARD "${match[@]}" -j NFQUEUE --queue-num 0 ;;
         portgate-2q)
             on "$gw" iptables -A FORWARD "${match[@]}" -j NFQUEUE --queue-balance 0:1 ;;
@@ -131,6 +133,7 @@ filter_up() { # FILTER
     case $1 in
         portgate-1q) cmd=("$pg" run --rules "$work/rules.yaml" --queues 0 --control "$work/control.sock") ;;
         portgate-2q) cmd=("$pg" run --rules "$work/rules.yaml" --queues 0-1 --control "$work/control.sock") ;;
+        portgate-b-1q) cmd=("${PORTGATE_B:?the filter portgate-b-1q runs the build PORTGATE_B names}" run --rules "$work/rules.yaml" --queues 0 --control "$work/control.sock") ;;
         nfq-1q) cmd=("$bin/examples/nfq_baseline" "$work/rules.yaml" 0) ;;
         *) return 0 ;;
     esac
@@ -229,7 +232,7 @@ mkdir -p benches/results
         for (i = 3; i <= NF; i++) { split($i, kv, "="); add("c" $2 kv[1], kv[2]) }
     }
     END {
-        order = "none ipset portgate-1q portgate-2q nfq-1q"
+        order = "none ipset portgate-1q portgate-b-1q portgate-2q nfq-1q"
         n = split(order, fs, " ")
         base = ("ipset" in seen) ? median("maxipsetjudged") : 0
         print "| filter | sent/s (max) | judged/s (max) | vs ipset | lost | leaked | delivered of judged | machine CPU µs/pkt (fixed) | vs ipset | daemon CPU µs/verdict (fixed) |"
