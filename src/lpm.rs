@@ -304,7 +304,7 @@ impl<K: Key> Lpm<K> {
     /// [`Lpm::entry`] of its chunk.
     ///
     /// Nothing here branches on what the table holds, except for the rare
-    /// chunk where [`WINDOW`] or more ranges start: a mispredicted branch
+    /// chunk where 16 or more ranges start: a mispredicted branch
     /// would throw away the work on the packets after this one, and with it
     /// the overlap of their cache misses. A solid chunk's value is chosen
     /// with a mask, and its search reads, unused, the first range (always

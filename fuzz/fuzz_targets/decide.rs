@@ -10,14 +10,19 @@
 //! * a later fragment is a later fragment, whatever follows its header: an
 //!   IPv4 header with a nonzero offset, or an IPv6 header followed directly
 //!   by a fragment header with a nonzero offset, is accepted as one (or,
-//!   TCP at 8 bytes, dropped as overlapping).
+//!   TCP at 8 bytes, dropped as overlapping);
+//! * the worker's way, every cut decided together in one batch
+//!   (`decide_batch`, from either family's hook), gives each the verdict
+//!   `decide_queued` gives it alone.
 
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use portgate::decision::{Accept, Decision, Drop, decide};
+use portgate::decision::{
+    Accept, Decision, Drop, Queued, UNDECIDED, decide, decide_batch, decide_queued,
+};
 use portgate::packet::Malformed;
 use portgate::rules::load;
 use portgate::table::Table;
@@ -79,6 +84,24 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             cut == full || matches!(cut, Decision::Drop(Drop::Malformed(_))),
             "cut to {n} bytes: {cut:?}, whole: {full:?}"
+        );
+    }
+    let queued: Vec<_> = (0..=data.len())
+        .map(|n| Queued {
+            bytes: &data[..n],
+            ethertype: if n % 2 == 0 { 0x0800 } else { 0x86dd },
+        })
+        .collect();
+    let mut out = vec![UNDECIDED; queued.len()];
+    decide_batch(t, &queued, &mut out);
+    for (q, got) in queued.iter().zip(&out) {
+        let want = decide_queued(t, q.bytes, q.ethertype);
+        assert_eq!(
+            *got,
+            want,
+            "{} bytes from hook {:#x}",
+            q.bytes.len(),
+            q.ethertype
         );
     }
 });
