@@ -120,6 +120,7 @@ pub struct Queue {
     seq: u32,
     buf: Vec<u8>,
     verdicts: Verdicts,
+    unsent: Unsent,
     /// The receive timeout set on the socket (SO_RCVTIMEO), if any.
     rcvtimeo: Option<Duration>,
 }
@@ -150,6 +151,7 @@ impl Queue {
             seq: 0,
             buf: vec![0; BATCH_BUF],
             verdicts: Verdicts::new(cfg.queue),
+            unsent: Unsent::default(),
             rcvtimeo: None,
         };
         let fail_open = if cfg.fail_open {
@@ -361,16 +363,27 @@ impl Queue {
         answer(&self.buf, &mut self.verdicts, &items[..n], &mut decide);
         if !self.flush() {
             st.verdict_send_errors += 1;
+            // Verdicts for more packets than the kernel queues (some 20
+            // bytes each) kept and refused: the queue is not being served.
+            if self.unsent.0.len() > UNSENT_MAX {
+                return Err(QueueError::Io {
+                    queue,
+                    source: io::Error::other(format!(
+                        "the kernel refused {} bytes of verdicts, sent again and again",
+                        self.unsent.0.len()
+                    )),
+                });
+            }
         }
         Ok(st)
     }
 
     /// Sends the pending verdicts. False when the kernel refused the send.
     fn flush(&mut self) -> bool {
-        let ok = {
-            let out = self.verdicts.finish();
-            out.is_empty() || send_all(&self.fd, out)
-        };
+        let fd = &self.fd;
+        let ok = self
+            .unsent
+            .send(self.verdicts.finish(), |out| send_all(fd, out));
         self.verdicts.clear();
         ok
     }
@@ -430,6 +443,41 @@ fn answer(
     }
 }
 
+/// Bytes of refused verdicts kept at most before the worker gives up (and
+/// the daemon ends with an error, for systemd to restart it).
+const UNSENT_MAX: usize = 4 << 20;
+
+/// Verdicts whose send the kernel refused, kept to go out again first.
+///
+/// A batch verdict decides every packet still waiting up to its id, so
+/// verdicts lost in a failed send would let the next batch verdict decide
+/// their packets, an accept for a packet that was to be dropped or the other
+/// way round. Sending them again before the next ones gives every packet its
+/// own verdict first (one for a packet that is already gone costs an error
+/// message, counted).
+#[derive(Debug, Default)]
+struct Unsent(Vec<u8>);
+
+impl Unsent {
+    /// Sends what is kept and then `fresh`, with `send`; keeps both when it
+    /// fails. False when it failed.
+    fn send(&mut self, fresh: &[u8], mut send: impl FnMut(&[u8]) -> bool) -> bool {
+        if self.0.is_empty() {
+            if fresh.is_empty() || send(fresh) {
+                return true;
+            }
+            self.0.extend_from_slice(fresh);
+            return false;
+        }
+        self.0.extend_from_slice(fresh);
+        if send(&self.0) {
+            self.0.clear();
+            return true;
+        }
+        false
+    }
+}
+
 /// True when the kernel lists `queue` as bound (by someone: we only ask
 /// after our own bind failed).
 fn held_by_another(queue: u16) -> bool {
@@ -455,6 +503,31 @@ fn send_all(fd: &OwnedFd, out: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused send loses nothing: its verdicts go out again, ahead of
+    /// the next ones, until a send succeeds.
+    #[test]
+    fn refused_verdicts_go_out_again_first() {
+        let mut u = Unsent::default();
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        assert!(u.send(b"a", |b| {
+            sent.push(b.to_vec());
+            true
+        }));
+        assert!(!u.send(b"b", |_| false));
+        assert!(!u.send(b"c", |_| false));
+        assert!(u.send(b"", |b| {
+            sent.push(b.to_vec());
+            true
+        }));
+        assert!(u.send(b"d", |b| {
+            sent.push(b.to_vec());
+            true
+        }));
+        assert_eq!(sent, [b"a".to_vec(), b"bc".to_vec(), b"d".to_vec()]);
+        // Nothing to send, nothing kept: no send at all.
+        assert!(u.send(b"", |_| panic!("sent nothing")));
+    }
 
     /// Packets and unreadable messages interleaved: every id gets its
     /// verdict, in order, packets as decided (together, in one call) and

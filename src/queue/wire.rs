@@ -322,8 +322,10 @@ impl Verdicts {
         }
     }
 
-    /// Adds the verdict for the next packet. `id` must follow the previous
-    /// one (ids rise by one per queued packet).
+    /// Adds the verdict for the next packet received. Ids rise by one per
+    /// packet the kernel queued, with gaps for packets it dropped after
+    /// numbering them (a full socket buffer); a run grows only over
+    /// consecutive ids, so a batch verdict never reaches into a gap.
     pub fn push(&mut self, id: u32, verdict: u32) {
         match &mut self.run {
             Some((v, _, last, n)) if *v == verdict && id == last.wrapping_add(1) => {
