@@ -96,11 +96,7 @@ pub fn decide(table: &Table, bytes: &[u8]) -> Verdict {
     let packet = match packet::parse(bytes) {
         Ok(p) => p,
         Err(m) => {
-            return Verdict {
-                decision: Decision::Drop(Drop::Malformed(m)),
-                packet: None,
-                slot: None,
-            };
+            return malformed(m);
         }
     };
     let (decision, slot) = match judged_slot(table, &packet) {
@@ -137,13 +133,18 @@ pub fn decide_queued(table: &Table, bytes: &[u8], ethertype: u16) -> Verdict {
     decide(table, bytes)
 }
 
+/// The verdict on bytes we cannot judge: dropped.
+const fn malformed(why: Malformed) -> Verdict {
+    Verdict {
+        decision: Decision::Drop(Drop::Malformed(why)),
+        packet: None,
+        slot: None,
+    }
+}
+
 /// The verdict on bytes whose IP version disagrees with the hook that
 /// queued them.
-const NOT_IP: Verdict = Verdict {
-    decision: Decision::Drop(Drop::Malformed(Malformed::NotIp)),
-    packet: None,
-    slot: None,
-};
+const NOT_IP: Verdict = malformed(Malformed::NotIp);
 
 /// Whether the IP version of the bytes agrees with the hook that queued
 /// them (0x0800 from an IPv4 hook, 0x86dd from an IPv6 one).
@@ -165,12 +166,9 @@ pub struct Queued<'a> {
     pub ethertype: u16,
 }
 
-/// What a verdict holds before its packet is decided.
-pub const UNDECIDED: Verdict = Verdict {
-    decision: Decision::Drop(Drop::Malformed(Malformed::NotIp)),
-    packet: None,
-    slot: None,
-};
+/// What a verdict holds before its packet is decided (a drop, should it
+/// ever be read undecided).
+pub const UNDECIDED: Verdict = NOT_IP;
 
 /// Packets [`decide_batch`] takes through each pass together: enough for
 /// their cache misses to fill the processor's miss buffers.
@@ -257,11 +255,7 @@ fn prepare_queued(table: &Table, q: Queued<'_>, v: &mut Verdict) -> Option<Slot>
     let packet = match packet::parse(q.bytes) {
         Ok(p) => p,
         Err(m) => {
-            *v = Verdict {
-                decision: Decision::Drop(Drop::Malformed(m)),
-                packet: None,
-                slot: None,
-            };
+            *v = malformed(m);
             return None;
         }
     };
@@ -285,16 +279,17 @@ pub fn judge(table: &Table, slot: Slot, src: Addr, dst: Addr) -> Decision {
     if src_answer == Answer::Permit {
         return Decision::Accept(Accept::SourcePermit);
     }
-    let dst_answer = table.answer(dst, slot);
-    if dst_answer == Answer::Permit {
-        return Decision::Accept(Accept::DestinationPermit);
+    rule(table.mode(slot), src_answer, table.answer(dst, slot))
+}
+
+/// The rule, from the answers of source and destination.
+const fn rule(mode: Mode, src: Answer, dst: Answer) -> Decision {
+    match (src, dst) {
+        (Answer::Permit, _) => Decision::Accept(Accept::SourcePermit),
+        (_, Answer::Permit) => Decision::Accept(Accept::DestinationPermit),
+        (Answer::Block, _) | (_, Answer::Block) => unidentified(mode, Unidentified::Blocked),
+        (Answer::None, Answer::None) => unidentified(mode, Unidentified::NoEntry),
     }
-    let why = if src_answer == Answer::Block || dst_answer == Answer::Block {
-        Unidentified::Blocked
-    } else {
-        Unidentified::NoEntry
-    };
-    unidentified(table.mode(slot), why)
 }
 
 /// [`judge`], given the answer rows of source and destination (for
@@ -311,17 +306,9 @@ fn judge_rows(table: &Table, slot: Slot, src_row: u32, dst_row: u32) -> Decision
     RULE[mode][src][dst]
 }
 
-/// The rule as a table: `RULE[mode][source answer][destination answer]`,
+/// [`rule`] as a table: `RULE[mode][source answer][destination answer]`,
 /// indexed by the discriminants of [`Mode`] and [`Answer`].
 const RULE: [[[Decision; 3]; 3]; 2] = {
-    const fn rule(mode: Mode, src: Answer, dst: Answer) -> Decision {
-        match (src, dst) {
-            (Answer::Permit, _) => Decision::Accept(Accept::SourcePermit),
-            (_, Answer::Permit) => Decision::Accept(Accept::DestinationPermit),
-            (Answer::Block, _) | (_, Answer::Block) => unidentified(mode, Unidentified::Blocked),
-            (Answer::None, Answer::None) => unidentified(mode, Unidentified::NoEntry),
-        }
-    }
     const ANSWERS: [Answer; 3] = [Answer::None, Answer::Permit, Answer::Block];
     const MODES: [Mode; 2] = [Mode::Enforce, Mode::Monitor];
     let mut t = [[[Decision::Accept(Accept::Unjudged); 3]; 3]; 2];
