@@ -252,16 +252,15 @@ fn prepare_queued(table: &Table, q: Queued<'_>, v: &mut Verdict) -> Option<Slot>
         *v = NOT_IP;
         return None;
     }
-    let packet = match packet::parse(q.bytes) {
-        Ok(p) => p,
+    let slot = match packet::parse_into(q.bytes, &mut v.packet, |p| judged_slot(table, p)) {
+        Ok(slot) => slot,
         Err(m) => {
             *v = malformed(m);
             return None;
         }
     };
-    v.packet = Some(packet);
     v.slot = None;
-    match judged_slot(table, &packet) {
+    match slot {
         Ok(slot) => Some(slot),
         Err(d) => {
             v.decision = d;
