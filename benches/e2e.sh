@@ -59,9 +59,15 @@ pg=$bin/portgate
 
 lab=pge site=pge-site gw=pge-gw net=pge-net
 work=$(mktemp -d)
-daemon=
+daemon= server=
 cleanup() {
     if [ -n "$daemon" ]; then kill -KILL "$daemon" 2>/dev/null || true; fi
+    # Stopped and waited for here, not killed with the lab's namespaces
+    # (which would have bash report "Killed" at the end of every run).
+    if [ -n "$server" ]; then
+        kill "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
     bash tests/lab.sh down "$lab"
     rm -rf "$work"
 }
@@ -92,7 +98,8 @@ on "$gw" ip neigh replace 203.0.113.7 dev "${lab}ng" nud permanent \
 # The receiver counts and drops the flood; 203.0.113.7 is the listener.
 on "$net" iptables -t raw -A PREROUTING -d 203.0.113.25 -s 192.0.2.0/25 -j DROP
 on "$net" iptables -t raw -A PREROUTING -d 203.0.113.25 -s 192.0.2.128/25 -j DROP
-on "$net" "$bin/examples/connect_latency" serve 203.0.113.7:25 &
+ip netns exec "$net" "$bin/examples/connect_latency" serve 203.0.113.7:25 &
+server=$!
 
 gwmac=$(on "$gw" cat "/sys/class/net/${lab}sg/address")
 cat >"$work/syn.cfg" <<EOF
