@@ -172,8 +172,9 @@ fn plain(b: &[u8]) -> Option<Result<Packet, Malformed>> {
 
 /// The packets a mail gateway queues all day — IPv4 without options or
 /// fragment offset, IPv6 without extension headers, carrying TCP, UDP, SCTP
-/// or UDP-Lite — read straight from their fixed offsets. `None` for
-/// anything else, which [`general`] reads. Where both answer they agree:
+/// or UDP-Lite — read straight from their fixed offsets into `out`, after
+/// `then` has seen them. [`Plain::Other`], with `then` back, for anything
+/// else, which [`general`] reads. Where both answer they agree:
 /// `plain_and_general_agree` checks it on every prefix of many packets.
 #[inline(always)]
 fn plain_into<R, F: FnOnce(&Packet) -> R>(
