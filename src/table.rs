@@ -3,7 +3,7 @@
 //! Contract: [`Table::compile`] turns a validated [`Ruleset`] into one
 //! longest-prefix table per address family whose value already holds the
 //! effective answer for every judged port, so judging an address is one
-//! longest-prefix lookup and one bit test. Compilation resolves the
+//! longest-prefix lookup and one read of a two-bit answer. Compilation resolves the
 //! "most specific entry that lists the port wins" rule once, ahead of time:
 //! each stored prefix carries, for every judged port, the answer of the most
 //! specific entry at or above it that lists that port. The result must decide
@@ -49,10 +49,11 @@ pub struct Table {
     /// ours to judge at all.
     slots: Box<[u16]>,
     policies: Vec<PortPolicy>,
-    /// u64 words per bit vector: `ceil(policies / 64)`, at least 1.
+    /// u64 words per answer row: `ceil(policies / 32)`, at least 1.
     words: usize,
-    /// Deduplicated answer rows, `2 * words` u64 each: permit bits then block
-    /// bits, bit `slot` in each.
+    /// Deduplicated answer rows, `words` u64 each: the [`Answer`] for slot
+    /// `s` in the two bits from `2 * (s % 32)` of word `s / 32`, so that a
+    /// row's answer for a port is one read.
     rows: Vec<u64>,
     /// Longest-prefix tables, prefix -> row id.
     v4: Lpm<u32>,
@@ -85,7 +86,7 @@ struct RowSet {
 
 impl RowSet {
     fn new(words: usize) -> RowSet {
-        let empty = vec![0u64; 2 * words];
+        let empty = vec![0u64; words];
         let mut ids = HashMap::new();
         ids.insert(empty.clone().into_boxed_slice(), EMPTY_ROW);
         RowSet {
@@ -96,7 +97,7 @@ impl RowSet {
     }
 
     fn row(&self, id: u32) -> &[u64] {
-        let w = 2 * self.words;
+        let w = self.words;
         &self.rows[id as usize * w..(id as usize + 1) * w]
     }
 
@@ -126,7 +127,7 @@ fn resolve<K: Key>(
     let words = rows.words;
     let mut out: Vec<(K, u8, u32)> = Vec::with_capacity(entries.len());
     let mut open: Vec<(K, u32)> = Vec::new();
-    let mut row = vec![0u64; 2 * words];
+    let mut row = vec![0u64; words];
     let mut i = 0;
     while i < entries.len() {
         let (addr, len, _) = entries[i];
@@ -146,13 +147,12 @@ fn resolve<K: Key>(
                 if !e.lists(policy.port, policy.proto) {
                     continue;
                 }
-                let (w, bit) = (slot / 64, 1u64 << (slot % 64));
-                let (set, clear) = match e.kind {
-                    EntryKind::Permit => (w, words + w),
-                    EntryKind::Block => (words + w, w),
+                let (w, shift) = (slot / 32, 2 * (slot % 32));
+                let answer = match e.kind {
+                    EntryKind::Permit => Answer::Permit,
+                    EntryKind::Block => Answer::Block,
                 };
-                row[set] |= bit;
-                row[clear] &= !bit;
+                row[w] = row[w] & !(3 << shift) | (answer as u64) << shift;
             }
         }
 
@@ -177,7 +177,7 @@ impl Parts {
             let slot = u16::try_from(i + 1).expect("loader caps judged ports below u16::MAX");
             slots[proto_index(p.proto) * 65536 + usize::from(p.port)] = slot;
         }
-        let words = rules.ports.len().div_ceil(64).max(1);
+        let words = rules.ports.len().div_ceil(32).max(1);
 
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
@@ -291,12 +291,9 @@ impl Table {
     /// The answer an answer row gives for a judged port.
     #[inline]
     pub fn row_answer(&self, row: u32, slot: Slot) -> Answer {
-        let base = row as usize * 2 * self.words;
-        let (w, bit) = (usize::from(slot) / 64, slot % 64);
+        let word = self.rows[row as usize * self.words + usize::from(slot) / 32];
         // Computed, not branched on (see `decision::judge`).
-        let permit = (self.rows[base + w] >> bit) & 1;
-        let block = (self.rows[base + self.words + w] >> bit) & 1;
-        match permit | (block & !permit) << 1 {
+        match (word >> (2 * (slot % 32))) & 3 {
             0 => Answer::None,
             1 => Answer::Permit,
             _ => Answer::Block,
@@ -314,7 +311,7 @@ impl Table {
 
     /// Distinct answer rows (row 0, "no entry", included).
     pub fn distinct_rows(&self) -> usize {
-        self.rows.len() / (2 * self.words)
+        self.rows.len() / self.words
     }
 
     /// The IPv4 and IPv6 lookup structures.
