@@ -22,7 +22,7 @@
 use crate::lpm::Entry;
 use crate::packet::{self, Addr, Malformed, Packet};
 use crate::rules::{Mode, Proto};
-use crate::table::{Answer, Slot, Table};
+use crate::table::{Answer, EMPTY_ROW, Slot, Table};
 
 /// Why an unidentified packet was unidentified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -179,7 +179,7 @@ const GROUP: usize = 32;
 ///
 /// It takes them in groups through passes: parse; read the index entries
 /// of both addresses; read the ranges those entries point to; finish the
-/// lookups and decide. Each pass over the group is a handful of
+/// lookups; decide. Each pass over the group is a handful of
 /// instructions per packet, so the processor has the reads of many packets
 /// under way at once and their cache misses overlap, where deciding one
 /// packet after another overlaps few (`cargo bench --bench decision`
@@ -212,8 +212,17 @@ pub fn decide_batch(table: &Table, queued: &[Queued<'_>], out: &mut [Verdict]) {
             }
         }
         std::hint::black_box(warm);
-        for (&e, &(i, slot)) in entries.iter().zip(todo) {
-            finish(table, slot, e, &mut o[usize::from(i)]);
+        // The searches apart from the decisions: a decision waits on its
+        // packet's two searches, and in a pass of their own the searches
+        // of many packets are under way together (A/B in the README).
+        let mut rows = [(EMPTY_ROW, EMPTY_ROW); GROUP];
+        for (r, (&e, &(i, _))) in rows.iter_mut().zip(entries.iter().zip(todo)) {
+            *r = self::rows(table, e, &o[usize::from(i)]);
+        }
+        for (&(src, dst), &(i, slot)) in rows.iter().zip(todo) {
+            let v = &mut o[usize::from(i)];
+            v.decision = judge_rows(table, slot, src, dst);
+            v.slot = Some(slot);
         }
     }
 }
@@ -231,14 +240,13 @@ fn entries(table: &Table, v: &Verdict) -> Entries {
     }
 }
 
-/// Finishes the lookups of `v`'s packet, on a judged port, and decides it.
+/// Finishes the lookups of `v`'s packet: the answer rows of its source and
+/// destination.
 #[inline]
-fn finish(table: &Table, slot: Slot, e: Entries, v: &mut Verdict) {
-    if let Some(p) = &v.packet {
-        let src = table.resolve(p.src, e.0);
-        let dst = table.resolve(p.dst, e.1);
-        v.decision = judge_rows(table, slot, src, dst);
-        v.slot = Some(slot);
+fn rows(table: &Table, e: Entries, v: &Verdict) -> (u32, u32) {
+    match &v.packet {
+        Some(p) => (table.resolve(p.src, e.0), table.resolve(p.dst, e.1)),
+        None => (EMPTY_ROW, EMPTY_ROW),
     }
 }
 
