@@ -16,7 +16,9 @@ use portgate::rules::{Entry, EntryKind, Mode, PortPolicy, PortSel, Pos, Proto, R
 use portgate::table::Table;
 
 /// Judged ports of every random table: two enforce, one monitor, and one
-/// port number judged for both protocols.
+/// port number judged for both protocols; between them 30 more that no
+/// entry lists, so that 53's two slots (32 and 33) lie in the second word
+/// of an answer row, which holds 32 answers a word.
 fn policies() -> Vec<PortPolicy> {
     let p = |port, proto, mode| PortPolicy {
         port,
@@ -24,12 +26,14 @@ fn policies() -> Vec<PortPolicy> {
         mode,
         pos: Pos::default(),
     };
-    vec![
+    let mut ports = vec![
         p(25, Proto::Tcp, Mode::Enforce),
         p(587, Proto::Tcp, Mode::Monitor),
-        p(53, Proto::Udp, Mode::Enforce),
-        p(53, Proto::Tcp, Mode::Enforce),
-    ]
+    ];
+    ports.extend((2000..2030).map(|port| p(port, Proto::Tcp, Mode::Enforce)));
+    ports.push(p(53, Proto::Udp, Mode::Enforce));
+    ports.push(p(53, Proto::Tcp, Mode::Enforce));
+    ports
 }
 
 /// Addresses are drawn from a small space so prefixes overlap often:
