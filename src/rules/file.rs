@@ -4,7 +4,7 @@
 //! UTF-8, and says where it is not (line and column of the first bad byte),
 //! so a FIFO, a device or a runaway file never hangs or exhausts the
 //! daemon. Who may have written the file is the daemon's question
-//! (`daemon::privs`); what the text says is [`super::load`]'s.
+//! (`daemon::privs`); what the text says is [`super::load()`]'s.
 
 use std::fs::File;
 use std::io::Read as _;

@@ -1,6 +1,6 @@
 //! The permit file: what the operator wrote, validated.
 //!
-//! Two levels, as in the file's life: [`load`] turns YAML text into a
+//! Two levels, as in the file's life: [`load()`] turns YAML text into a
 //! [`Ruleset`] (every field checked, every problem reported with its
 //! position, the whole file rejected on any error), and
 //! [`crate::table::Table::compile`] turns a `Ruleset` into the lookup table
