@@ -98,16 +98,11 @@ pub enum OpenError {
 /// are made on the file actually opened, not on its name, so it cannot be
 /// swapped between check and read.
 pub fn open_rules(path: &Path, insecure: bool) -> Result<std::fs::File, OpenError> {
-    let canonical = std::fs::canonicalize(path).map_err(OpenError::File)?;
-    if !insecure {
-        for dir in canonical.ancestors().skip(1) {
-            let meta = std::fs::metadata(dir).map_err(|source| OpenError::Dir {
-                dir: dir.to_owned(),
-                source,
-            })?;
-            trusted_dir(dir, &meta).map_err(OpenError::Untrusted)?;
-        }
-    }
+    let canonical = if insecure {
+        std::fs::canonicalize(path).map_err(OpenError::File)?
+    } else {
+        resolve_trusted(path)?
+    };
     // O_NONBLOCK: a FIFO opens at once (and is then refused as not a
     // regular file) instead of waiting for a writer.
     let file = std::fs::OpenOptions::new()
@@ -120,6 +115,87 @@ pub fn open_rules(path: &Path, insecure: bool) -> Result<std::fs::File, OpenErro
         trusted_file(&canonical, &meta).map_err(OpenError::Untrusted)?;
     }
     Ok(file)
+}
+
+/// Most symlinks followed on the way to the rules file (the kernel's own
+/// limit, ELOOP).
+const MAX_LINKS: usize = 40;
+
+/// `path` with every symlink resolved, as `canonicalize` would, walking it
+/// from the root one name at a time and checking what the walk goes
+/// through: every directory (with [`trusted_dir`]) and every symlink,
+/// which must belong to root or the daemon's user. A link that belongs to
+/// someone else can be re-pointed by them whenever its directory lets them
+/// replace their own entries (a sticky directory such as /tmp), so the
+/// file it names is not the operator's to vouch for.
+fn resolve_trusted(path: &Path) -> Result<PathBuf, OpenError> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let dir_error = |dir: &Path| {
+        let dir = dir.to_owned();
+        move |source| OpenError::Dir { dir, source }
+    };
+    let absolute = std::env::current_dir().map_err(OpenError::File)?.join(path);
+    let mut left: VecDeque<PathBuf> = VecDeque::new();
+    let push_front = |left: &mut VecDeque<PathBuf>, p: &Path| {
+        for c in p.components().rev() {
+            left.push_front(c.as_os_str().into());
+        }
+    };
+    push_front(&mut left, &absolute);
+    let mut resolved = PathBuf::from("/");
+    let mut links = 0;
+    let mut checked_root = false;
+    while let Some(name) = left.pop_front() {
+        match Path::new(&name).components().next() {
+            Some(Component::RootDir) => {
+                resolved = PathBuf::from("/");
+                if !checked_root {
+                    let meta = std::fs::metadata(&resolved).map_err(dir_error(&resolved))?;
+                    trusted_dir(&resolved, &meta).map_err(OpenError::Untrusted)?;
+                    checked_root = true;
+                }
+            }
+            Some(Component::ParentDir) => {
+                // Back up into a directory the walk has checked.
+                resolved.pop();
+            }
+            Some(Component::Normal(n)) => {
+                let next = resolved.join(n);
+                let meta = std::fs::symlink_metadata(&next).map_err(OpenError::File)?;
+                if meta.file_type().is_symlink() {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(OpenError::File(std::io::Error::from_raw_os_error(
+                            libc::ELOOP,
+                        )));
+                    }
+                    trusted_link(&next, &meta).map_err(OpenError::Untrusted)?;
+                    let target = std::fs::read_link(&next).map_err(OpenError::File)?;
+                    push_front(&mut left, &target);
+                } else {
+                    if !left.is_empty() {
+                        trusted_dir(&next, &meta).map_err(OpenError::Untrusted)?;
+                    }
+                    resolved = next;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(resolved)
+}
+
+fn trusted_link(link: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    let me = my_uid();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "{} (on the way to the rules file) is a symlink owned by uid {}: only root or the daemon's user (uid {me}) may own a link to the rules",
+            link.display(),
+            meta.uid()
+        ));
+    }
+    Ok(())
 }
 
 fn my_uid() -> u32 {
@@ -236,6 +312,24 @@ mod tests {
                 .unwrap_err()
                 .contains("writable by others")
         );
+        // A link someone else owns, in a sticky directory where they may
+        // re-point it at any file whenever they like, is refused; the same
+        // link owned by root is not.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let theirs = open.join("theirs.yaml");
+        std::os::unix::fs::symlink(&f, &theirs).unwrap();
+        assert_eq!(check_rules_file(&theirs), Ok(()));
+        if my_uid() == 0 {
+            std::os::unix::fs::lchown(&theirs, Some(65534), None).unwrap();
+            let e = check_rules_file(&theirs).unwrap_err();
+            assert!(e.contains("is a symlink owned by uid 65534"), "{e}");
+            // Also on the way to the file, not only as its last name.
+            let via = dir.join("via");
+            std::os::unix::fs::symlink(&open, &via).unwrap();
+            let e = check_rules_file(&via.join("theirs.yaml")).unwrap_err();
+            assert!(e.contains("is a symlink owned by uid 65534"), "{e}");
+        }
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         // --insecure-rules opens it all the same.
         assert!(open_rules(&deeper, true).is_ok());
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
