@@ -771,7 +771,11 @@ impl Cx {
                             item.pos,
                             format!("port {sel} is not listed under `ports`, so this {} has no effect on it", kind.as_str()),
                         )
-                        .hint(format!("add `- {{port: {}, proto: tcp}}` under `ports` to judge it", sel.port)),
+                        .hint(format!(
+                            "add `- {{port: {}, proto: {}}}` under `ports` to judge it",
+                            sel.port,
+                            sel.proto.unwrap_or(Proto::Tcp)
+                        )),
                     );
                 }
                 ports.push(sel);
@@ -1359,9 +1363,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.warnings.len(), 1);
-        assert!(l.warnings[0].render("r.yaml").starts_with(
+        let w = l.warnings[0].render("r.yaml");
+        assert!(w.starts_with(
             "r.yaml:10:37: warning: port 587 is not listed under `ports`, so this permit has no effect on it"
         ));
+        assert!(
+            w.contains("add `- {port: 587, proto: tcp}` under `ports`"),
+            "{w}"
+        );
+        // The hint names the protocol the permit names.
+        let l = load(
+            &smtp("    permits:\n      - {ip: 192.0.2.1, ports: [\"53/udp\"], device: A}\n"),
+            "r.yaml",
+        )
+        .unwrap();
+        let w = l.warnings[0].render("r.yaml");
+        assert!(
+            w.contains("add `- {port: 53, proto: udp}` under `ports`"),
+            "{w}"
+        );
     }
 
     #[test]
