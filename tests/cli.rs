@@ -291,6 +291,15 @@ fn clients_without_a_daemon_exit_2() {
             text(&out.stderr)
         );
     }
+    // A path that is there but is no socket (the rules file, say) is named
+    // for what it is, not taken for a stale socket.
+    let file = dir.join("rules.yaml");
+    fs::write(&file, "x").unwrap();
+    let out = portgate(&["reload", "--control", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("rules.yaml is not a socket"), "{err}");
+    assert!(!err.contains("stale"), "{err}");
     let _ = fs::remove_dir_all(dir);
 }
 

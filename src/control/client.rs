@@ -22,10 +22,17 @@ pub fn request<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<T, Con
             reason: format!("no control socket at {}", path.display()),
         },
         std::io::ErrorKind::ConnectionRefused => ControlError::NotRunning {
-            reason: format!(
-                "nothing listens on {} (a stale socket from a daemon that stopped)",
-                path.display()
-            ),
+            reason: if is_socket(path) {
+                format!(
+                    "nothing listens on {} (a stale socket from a daemon that stopped)",
+                    path.display()
+                )
+            } else {
+                format!(
+                    "{} is not a socket: give --control the daemon's control socket",
+                    path.display()
+                )
+            },
         },
         _ => ControlError::NotRunning {
             reason: format!("cannot connect to {}: {e}", path.display()),
@@ -55,4 +62,10 @@ pub fn request<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<T, Con
         return Err(ControlError::Refused(error));
     }
     serde_json::from_str(&answer).map_err(|e| io(e.into()))
+}
+
+/// Whether `path` is a socket (connecting to anything else is refused too).
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
