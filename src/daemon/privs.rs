@@ -135,7 +135,11 @@ fn resolve_trusted(path: &Path) -> Result<PathBuf, OpenError> {
         let dir = dir.to_owned();
         move |source| OpenError::Dir { dir, source }
     };
-    let absolute = std::env::current_dir().map_err(OpenError::File)?.join(path);
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().map_err(OpenError::File)?.join(path)
+    };
     let mut left: VecDeque<PathBuf> = VecDeque::new();
     let push_front = |left: &mut VecDeque<PathBuf>, p: &Path| {
         for c in p.components().rev() {
