@@ -19,7 +19,7 @@
 //! * bytes we cannot read addresses and ports from: dropped (fail closed),
 //!   counted as malformed.
 
-use crate::lpm::Entry;
+use crate::lpm::{Entry, Key, Lpm};
 use crate::packet::{self, Addr, Malformed, Packet};
 use crate::rules::{Mode, Proto};
 use crate::table::{Answer, EMPTY_ROW, Slot, Table};
@@ -190,86 +190,117 @@ const GROUP: usize = 32;
 /// When `out` is not as long as `queued`.
 pub fn decide_batch(table: &Table, queued: &[Queued<'_>], out: &mut [Verdict]) {
     assert_eq!(queued.len(), out.len(), "one verdict per packet");
+    let (v4, v6) = table.lpm();
+    // The packets of a group on a judged port, by family, with what their
+    // lookups need: their addresses as the parser had them in registers
+    // (read back from the verdicts just written, they would stall on the
+    // stores; see `packet::parse_into`), and no family to tell apart in the
+    // passes.
+    let mut todo4 = [Todo::default(); GROUP];
+    let mut todo6 = [Todo::default(); GROUP];
     for (q, o) in queued.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
-        // The packets on a judged port: position in the group, slot.
-        let mut todo = [(0u8, 0); GROUP];
-        let mut n = 0;
+        let (mut n4, mut n6) = (0, 0);
         for (i, (&q, v)) in q.iter().zip(o.iter_mut()).enumerate() {
-            if let Some(slot) = prepare_queued(table, q, v) {
-                todo[n] = (i as u8, slot);
-                n += 1;
+            match prepare_queued(table, q, v) {
+                Some(ToLook::V4(slot, src, dst)) => {
+                    todo4[n4] = Todo {
+                        i: i as u8,
+                        slot,
+                        src,
+                        dst,
+                    };
+                    n4 += 1;
+                }
+                Some(ToLook::V6(slot, src, dst)) => {
+                    todo6[n6] = Todo {
+                        i: i as u8,
+                        slot,
+                        src,
+                        dst,
+                    };
+                    n6 += 1;
+                }
+                None => {}
             }
         }
-        let todo = &todo[..n];
-        let mut entries = [Entries::default(); GROUP];
-        for (e, &(i, _)) in entries.iter_mut().zip(todo) {
-            *e = self::entries(table, &o[usize::from(i)]);
-        }
-        let mut warm = 0;
-        for (e, &(i, _)) in entries.iter().zip(todo) {
-            if let Some(p) = &o[usize::from(i)].packet {
-                warm ^= table.warm(p.src, e.0) ^ table.warm(p.dst, e.1);
-            }
-        }
-        std::hint::black_box(warm);
-        // The searches apart from the decisions: a decision waits on its
-        // packet's two searches, and in a pass of their own the searches
-        // of many packets are under way together (A/B in the README).
-        let mut rows = [(EMPTY_ROW, EMPTY_ROW); GROUP];
-        for (r, (&e, &(i, _))) in rows.iter_mut().zip(entries.iter().zip(todo)) {
-            *r = self::rows(table, e, &o[usize::from(i)]);
-        }
-        for (&(src, dst), &(i, slot)) in rows.iter().zip(todo) {
-            let v = &mut o[usize::from(i)];
-            v.decision = judge_rows(table, slot, src, dst);
-            v.slot = Some(slot);
+        decide_group(table, v4, &todo4[..n4], o);
+        if n6 > 0 {
+            decide_group(table, v6, &todo6[..n6], o);
         }
     }
 }
 
-/// The index entries of a packet's source and destination.
+/// A packet of a group to look up and decide: its position in the group,
+/// its judged port's slot, its addresses.
 #[derive(Clone, Copy, Debug, Default)]
-struct Entries(Entry, Entry);
-
-/// The first reads of the lookups of `v`'s packet.
-#[inline]
-fn entries(table: &Table, v: &Verdict) -> Entries {
-    match &v.packet {
-        Some(p) => Entries(table.entry(p.src), table.entry(p.dst)),
-        None => Entries::default(),
-    }
+struct Todo<K> {
+    i: u8,
+    slot: Slot,
+    src: K,
+    dst: K,
 }
 
-/// Finishes the lookups of `v`'s packet: the answer rows of its source and
-/// destination.
+/// What [`prepare_queued`] leaves to look up: the slot and the addresses.
+enum ToLook {
+    V4(Slot, u32, u32),
+    V6(Slot, u128, u128),
+}
+
+/// The lookups and decisions of one family's packets of a group, in
+/// passes: read the index entries of both addresses; read the ranges they
+/// point to; search them (the searches apart from the decisions: a
+/// decision waits on its packet's two searches, and in a pass of their own
+/// the searches of many packets are under way together); decide.
 #[inline]
-fn rows(table: &Table, e: Entries, v: &Verdict) -> (u32, u32) {
-    match &v.packet {
-        Some(p) => (table.resolve(p.src, e.0), table.resolve(p.dst, e.1)),
-        None => (EMPTY_ROW, EMPTY_ROW),
+fn decide_group<K: Key>(table: &Table, lpm: &Lpm<K>, todo: &[Todo<K>], o: &mut [Verdict]) {
+    let mut entries = [(Entry::default(), Entry::default()); GROUP];
+    for (e, t) in entries.iter_mut().zip(todo) {
+        *e = (lpm.entry(t.src), lpm.entry(t.dst));
+    }
+    let mut warm = 0;
+    for &(s, d) in &entries[..todo.len()] {
+        warm ^= lpm.warm(s) ^ lpm.warm(d);
+    }
+    std::hint::black_box(warm);
+    let mut rows = [(EMPTY_ROW, EMPTY_ROW); GROUP];
+    for (r, (&(s, d), t)) in rows.iter_mut().zip(entries.iter().zip(todo)) {
+        *r = (lpm.resolve(t.src, s), lpm.resolve(t.dst, d));
+    }
+    for (&(src, dst), t) in rows.iter().zip(todo) {
+        let v = &mut o[usize::from(t.i)];
+        v.decision = judge_rows(table, t.slot, src, dst);
+        v.slot = Some(t.slot);
     }
 }
 
 /// Everything of a queued packet's decision but its lookups, into `v`:
 /// the verdict itself when the packet is not one to look up (malformed, a
 /// later fragment, a port not judged), otherwise the parsed packet, and the
-/// judged port's slot returned.
+/// judged port's slot and the addresses returned.
 #[inline]
-fn prepare_queued(table: &Table, q: Queued<'_>, v: &mut Verdict) -> Option<Slot> {
+fn prepare_queued(table: &Table, q: Queued<'_>, v: &mut Verdict) -> Option<ToLook> {
     if !agrees(q) {
         *v = NOT_IP;
         return None;
     }
-    let slot = match packet::parse_into(q.bytes, &mut v.packet, |p| judged_slot(table, p)) {
-        Ok(slot) => slot,
+    let look = packet::parse_into(q.bytes, &mut v.packet, |p| {
+        judged_slot(table, p).and_then(|slot| match (p.src, p.dst) {
+            (Addr::V4(s), Addr::V4(d)) => Ok(ToLook::V4(slot, s, d)),
+            (Addr::V6(s), Addr::V6(d)) => Ok(ToLook::V6(slot, s, d)),
+            // The parser reads both from one header; never, but closed.
+            _ => Err(NOT_IP.decision),
+        })
+    });
+    let look = match look {
+        Ok(look) => look,
         Err(m) => {
             *v = malformed(m);
             return None;
         }
     };
     v.slot = None;
-    match slot {
-        Ok(slot) => Some(slot),
+    match look {
+        Ok(look) => Some(look),
         Err(d) => {
             v.decision = d;
             None
@@ -307,25 +338,28 @@ const fn rule(mode: Mode, src: Answer, dst: Answer) -> Decision {
 /// on it would discard the work under way on the packets after it.
 #[inline]
 fn judge_rows(table: &Table, slot: Slot, src_row: u32, dst_row: u32) -> Decision {
-    let src = table.row_answer(src_row, slot) as usize;
-    let dst = table.row_answer(dst_row, slot) as usize;
+    let src = table.row_bits(src_row, slot);
+    let dst = table.row_bits(dst_row, slot);
     let mode = table.mode(slot) as usize;
     RULE[mode][src][dst]
 }
 
 /// [`rule`] as a table: `RULE[mode][source answer][destination answer]`,
-/// indexed by the discriminants of [`Mode`] and [`Answer`].
-const RULE: [[[Decision; 3]; 3]; 2] = {
-    const ANSWERS: [Answer; 3] = [Answer::None, Answer::Permit, Answer::Block];
+/// indexed by the discriminant of [`Mode`] and by the answers' two bits as
+/// a row holds them ([`Table::row_bits`]: the discriminant of [`Answer`];
+/// 3, which no row holds, reads as a block).
+const RULE: [[[Decision; 4]; 4]; 2] = {
+    const ANSWERS: [Answer; 4] = [Answer::None, Answer::Permit, Answer::Block, Answer::Block];
+    const BITS: [usize; 4] = [0, 1, 2, 2];
     const MODES: [Mode; 2] = [Mode::Enforce, Mode::Monitor];
-    let mut t = [[[Decision::Accept(Accept::Unjudged); 3]; 3]; 2];
+    let mut t = [[[Decision::Accept(Accept::Unjudged); 4]; 4]; 2];
     let mut m = 0;
     while m < 2 {
         let mut s = 0;
-        while s < 3 {
+        while s < 4 {
             let mut d = 0;
-            while d < 3 {
-                assert!(ANSWERS[s] as usize == s && ANSWERS[d] as usize == d);
+            while d < 4 {
+                assert!(ANSWERS[s] as usize == BITS[s] && ANSWERS[d] as usize == BITS[d]);
                 assert!(MODES[m] as usize == m);
                 t[m][s][d] = rule(MODES[m], ANSWERS[s], ANSWERS[d]);
                 d += 1;

@@ -327,16 +327,22 @@ impl<K: Key> Lpm<K> {
         // above addr, and the padding after the last range repeats it, so
         // no step runs off the end. A solid chunk searches ranges[0..1].
         let live = usize::from(solid).wrapping_sub(1);
-        let mut b = (e & P_MASK) as usize & live;
+        let p = (e & P_MASK) as usize & live;
+        // The window the steps can reach (the padding keeps it inside the
+        // ranges), checked once: positions in it need no check of their own.
+        let window: &[Range<K>; WINDOW] = self.ranges[p..p + WINDOW]
+            .try_into()
+            .expect("a window is WINDOW ranges");
+        let mut b = 0;
         let mut step = ((1usize << class) >> 1) & live;
         for _ in 0..WINDOW_CLASS {
-            let start = self.ranges[b + step].start;
+            let start = window[(b + step) % WINDOW].start;
             // Unpredictable: a conditional move, which the compiler would
             // otherwise turn into a branch on the loaded start.
             b = select_unpredictable(start <= addr, b + step, b);
             step >>= 1;
         }
-        select_unpredictable(solid, e & !SOLID, self.ranges[b].value)
+        select_unpredictable(solid, e & !SOLID, window[b % WINDOW].value)
     }
 
     /// Reads the ranges [`Lpm::resolve`] will search for `entry` (the

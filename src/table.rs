@@ -291,13 +291,20 @@ impl Table {
     /// The answer an answer row gives for a judged port.
     #[inline]
     pub fn row_answer(&self, row: u32, slot: Slot) -> Answer {
-        let word = self.rows[row as usize * self.words + usize::from(slot) / 32];
-        // Computed, not branched on (see `decision::judge`).
-        match (word >> (2 * (slot % 32))) & 3 {
+        match self.row_bits(row, slot) {
             0 => Answer::None,
             1 => Answer::Permit,
             _ => Answer::Block,
         }
+    }
+
+    /// [`Table::row_answer`] as the row holds it: the two bits of the
+    /// [`Answer`]'s discriminant (3 does not occur), for a decision read
+    /// from a table indexed by them.
+    #[inline]
+    pub fn row_bits(&self, row: u32, slot: Slot) -> usize {
+        let word = self.rows[row as usize * self.words + usize::from(slot) / 32];
+        ((word >> (2 * (slot % 32))) & 3) as usize
     }
 
     /// Prefixes stored, IPv4 and IPv6.
