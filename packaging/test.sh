@@ -176,7 +176,7 @@ conffile() {
 }
 shipped_rules_check() {
     [ "$(in_root runuser -u portgate -- portgate check /etc/portgate/rules.yaml)" = \
-        "/etc/portgate/rules.yaml: ok: 0 sites, 0 permits, 0 blocks, 1 judged ports" ]
+        "/etc/portgate/rules.yaml: ok: 0 sites, 0 permits, 0 blocks, 1 judged port" ]
 }
 docs() {
     in_root man -w portgate.8 && in_root man -w portgate-rules.5 &&
@@ -285,7 +285,7 @@ echo "   the container's systemd: $state"
 check "portgate.service is active" in_ct systemctl is-active portgate
 [ "$(show ActiveState)" = active ] || in_ct journalctl -u portgate --no-pager -n 30 | sed 's/^/         | /'
 check "READY, and the rules in force as the unit's status" \
-    test "$(show StatusText)" = "generation 1: 0 sites, 0 permits, 0 blocks, 1 judged ports"
+    test "$(show StatusText)" = "generation 1: 0 sites, 0 permits, 0 blocks, 1 judged port"
 only_net_admin() {
     local status
     status=/proc/$leader/root/proc/$(show MainPID)/status # the container's /proc
@@ -379,7 +379,7 @@ sites:
 RULES
 check "systemctl reload succeeds" reload
 generation2() {
-    [ "$(show StatusText)" = "generation 2: 1 sites, 2 permits, 0 blocks, 1 judged ports" ] &&
+    [ "$(show StatusText)" = "generation 2: 1 site, 2 permits, 0 blocks, 1 judged port" ] &&
         [ "$(show MainPID)" = "$pid1" ] && [ "$(show ActiveState)" = active ]
 }
 check "generation 2 in force, in the same process, active again (READY after RELOADING)" generation2

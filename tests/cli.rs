@@ -43,7 +43,7 @@ fn check_summarises_or_lists_every_problem() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: ok: 2 sites, 4 permits, 1 blocks, 2 judged ports\n",
+            "{}: ok: 2 sites, 4 permits, 1 block, 2 judged ports\n",
             example.display()
         )
     );
@@ -140,7 +140,7 @@ fn check_refuses_a_rules_file_run_would_refuse() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        format!("{path}: ok: 2 sites, 4 permits, 1 blocks, 2 judged ports\n")
+        format!("{path}: ok: 2 sites, 4 permits, 1 block, 2 judged ports\n")
     );
     assert_eq!(text(&out.stderr), "");
 

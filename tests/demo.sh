@@ -27,7 +27,7 @@ on() { local ns=$1; shift; ip netns exec "$lab-$ns" "$@"; }
 
 echo "== gateway: queue new port-25 connections to portgate (queue 0)"
 for t in iptables ip6tables; do
-    on gw "$t" -A FORWARD -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0
+    on gw "$t" -I FORWARD 1 -p tcp --dport 25 -m conntrack --ctstate NEW,INVALID -j NFQUEUE --queue-num 0
     on gw "$t" -S FORWARD | grep NFQUEUE | sed "s/^/   $t /"
 done
 

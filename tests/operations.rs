@@ -83,7 +83,7 @@ fn reload_through_the_client_applies_or_refuses() {
         text(&out.stderr)
     );
     assert!(
-        text(&out.stdout).contains("generation 2, 2 sites, 5 permits, 1 blocks"),
+        text(&out.stdout).contains("generation 2, 2 sites, 5 permits, 1 block,"),
         "{}",
         text(&out.stdout)
     );

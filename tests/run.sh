@@ -8,6 +8,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
-cargo test --locked --all-targets --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+counts() {
+    awk '/^test result:/ { p += $4; f += $6; i += $8 }
+         END { printf "%d passed, %d failed, %d ignored", p, f, i }' "$log"
+}
+if ! cargo test --locked --all-targets --no-fail-fast 2>&1 | tee "$log"; then
+    echo "tests/run.sh: FAILED in cargo test ($(counts))"
+    exit 1
+fi
 bash packaging/test.sh
 bash fuzz/run.sh "${FUZZ_SECONDS:-30}"
+echo "tests/run.sh: all passed (cargo test: $(counts); packaging and fuzz above)"

@@ -127,7 +127,10 @@ pub fn status(s: &StatusReply) -> String {
                 if l.ok {
                     "ok".to_owned()
                 } else {
-                    format!("REFUSED ({} errors; the generation above stays)", l.errors)
+                    format!(
+                        "REFUSED ({}; the generation above stays)",
+                        crate::rules::count(l.errors, "error")
+                    )
                 }
             );
         }

@@ -432,7 +432,7 @@ const GATEWAY_8: &[Block] = &[
     Section("EXAMPLES"),
     Code(
         "$ portgate check /etc/portgate/rules.yaml\n\
-         /etc/portgate/rules.yaml: ok: 0 sites, 0 permits, 0 blocks, 1 judged ports\n\
+         /etc/portgate/rules.yaml: ok: 0 sites, 0 permits, 0 blocks, 1 judged port\n\
          $ cd /usr/share/doc/portgate/examples\n\
          $ portgate explain --rules rules.yaml 192.0.2.13 25\n\
          DROP 192.0.2.13 port 25/tcp: blocked\n\

@@ -280,8 +280,16 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} sites, {} permits, {} blocks, {} judged ports",
-            self.sites, self.permits, self.blocks, self.ports
+            "{}, {}, {}, {}",
+            count(self.sites, "site"),
+            count(self.permits, "permit"),
+            count(self.blocks, "block"),
+            count(self.ports, "judged port")
         )
     }
+}
+
+/// `n` and the noun, plural unless `n` is one: "1 site", "2 sites".
+pub fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
