@@ -202,24 +202,8 @@ pub fn decide_batch(table: &Table, queued: &[Queued<'_>], out: &mut [Verdict]) {
         let (mut n4, mut n6) = (0, 0);
         for (i, (&q, v)) in q.iter().zip(o.iter_mut()).enumerate() {
             match prepare_queued(table, q, v) {
-                Some(ToLook::V4(slot, src, dst)) => {
-                    todo4[n4] = Todo {
-                        i: i as u8,
-                        slot,
-                        src,
-                        dst,
-                    };
-                    n4 += 1;
-                }
-                Some(ToLook::V6(slot, src, dst)) => {
-                    todo6[n6] = Todo {
-                        i: i as u8,
-                        slot,
-                        src,
-                        dst,
-                    };
-                    n6 += 1;
-                }
+                Some(ToLook::V4(slot, src, dst)) => push(&mut todo4, &mut n4, i, slot, src, dst),
+                Some(ToLook::V6(slot, src, dst)) => push(&mut todo6, &mut n6, i, slot, src, dst),
                 None => {}
             }
         }
@@ -238,6 +222,18 @@ struct Todo<K> {
     slot: Slot,
     src: K,
     dst: K,
+}
+
+/// Appends a packet to a group's list of one family's packets to look up.
+#[inline]
+fn push<K>(todo: &mut [Todo<K>], n: &mut usize, i: usize, slot: Slot, src: K, dst: K) {
+    todo[*n] = Todo {
+        i: i as u8,
+        slot,
+        src,
+        dst,
+    };
+    *n += 1;
 }
 
 /// What [`prepare_queued`] leaves to look up: the slot and the addresses.

@@ -191,12 +191,10 @@ fn resolve_trusted(path: &Path) -> Result<PathBuf, OpenError> {
 }
 
 fn trusted_link(link: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
-    let me = my_uid();
-    if meta.uid() != 0 && meta.uid() != me {
+    if let Some((uid, me)) = foreign_owner(meta) {
         return Err(format!(
-            "{} (on the way to the rules file) is a symlink owned by uid {}: only root or the daemon's user (uid {me}) may own a link to the rules",
+            "{} (on the way to the rules file) is a symlink owned by uid {uid}: only root or the daemon's user (uid {me}) may own a link to the rules",
             link.display(),
-            meta.uid()
         ));
     }
     Ok(())
@@ -206,13 +204,18 @@ fn my_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-fn trusted_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+/// The owner and the daemon's uid, when the owner is neither root nor the
+/// daemon's user.
+fn foreign_owner(meta: &std::fs::Metadata) -> Option<(u32, u32)> {
     let me = my_uid();
-    if meta.uid() != 0 && meta.uid() != me {
+    (meta.uid() != 0 && meta.uid() != me).then_some((meta.uid(), me))
+}
+
+fn trusted_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    if let Some((uid, me)) = foreign_owner(meta) {
         return Err(format!(
-            "{} is owned by uid {}: only root or the daemon's user (uid {me}) may own the rules file",
+            "{} is owned by uid {uid}: only root or the daemon's user (uid {me}) may own the rules file",
             path.display(),
-            meta.uid()
         ));
     }
     let mode = meta.mode();
@@ -232,12 +235,10 @@ fn trusted_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
 }
 
 fn trusted_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
-    let me = my_uid();
-    if meta.uid() != 0 && meta.uid() != me {
+    if let Some((uid, _)) = foreign_owner(meta) {
         return Err(format!(
-            "{} (above the rules file) is owned by uid {}: someone else could replace the file",
+            "{} (above the rules file) is owned by uid {uid}: someone else could replace the file",
             dir.display(),
-            meta.uid()
         ));
     }
     let mode = meta.mode();
