@@ -9,6 +9,8 @@
 //!   directory must not be writable by anyone but root and the daemon's own
 //!   user, because whoever can write the file decides who may send mail.
 
+use std::collections::VecDeque;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -78,10 +80,11 @@ pub enum OpenError {
     /// The file could not be found or opened.
     #[error("cannot read: {0}")]
     File(#[source] std::io::Error),
-    /// A directory above the file could not be examined.
-    #[error("cannot read {dir} (above the rules file): {source}")]
-    Dir {
-        dir: PathBuf,
+    /// A name on the way to the file could not be followed (missing, not
+    /// a directory, too many links): the error names it.
+    #[error("cannot read: {path}: {source}")]
+    Along {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -129,65 +132,71 @@ const MAX_LINKS: usize = 40;
 /// replace their own entries (a sticky directory such as /tmp), so the
 /// file it names is not the operator's to vouch for.
 fn resolve_trusted(path: &Path) -> Result<PathBuf, OpenError> {
-    use std::collections::VecDeque;
     use std::path::Component;
-    let dir_error = |dir: &Path| {
-        let dir = dir.to_owned();
-        move |source| OpenError::Dir { dir, source }
+    let along = |path: &Path, source| OpenError::Along {
+        path: path.to_owned(),
+        source,
     };
+    let errno = std::io::Error::from_raw_os_error;
     let absolute = if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir().map_err(OpenError::File)?.join(path)
     };
-    let mut left: VecDeque<PathBuf> = VecDeque::new();
-    let push_front = |left: &mut VecDeque<PathBuf>, p: &Path| {
-        for c in p.components().rev() {
-            left.push_front(c.as_os_str().into());
-        }
-    };
-    push_front(&mut left, &absolute);
-    let mut resolved = PathBuf::from("/");
+    let root = Path::new("/");
+    let meta = std::fs::metadata(root).map_err(|e| along(root, e))?;
+    trusted_dir(root, &meta).map_err(OpenError::Untrusted)?;
+    let mut left = VecDeque::new();
+    push_names(&mut left, &absolute);
+    let mut resolved = root.to_owned();
     let mut links = 0;
-    let mut checked_root = false;
     while let Some(name) = left.pop_front() {
         match Path::new(&name).components().next() {
-            Some(Component::RootDir) => {
-                resolved = PathBuf::from("/");
-                if !checked_root {
-                    let meta = std::fs::metadata(&resolved).map_err(dir_error(&resolved))?;
-                    trusted_dir(&resolved, &meta).map_err(OpenError::Untrusted)?;
-                    checked_root = true;
-                }
-            }
+            Some(Component::RootDir) => resolved = root.to_owned(),
+            // Back up into a directory the walk has checked.
             Some(Component::ParentDir) => {
-                // Back up into a directory the walk has checked.
                 resolved.pop();
             }
             Some(Component::Normal(n)) => {
                 let next = resolved.join(n);
-                let meta = std::fs::symlink_metadata(&next).map_err(OpenError::File)?;
+                let meta = std::fs::symlink_metadata(&next).map_err(|e| along(&next, e))?;
                 if meta.file_type().is_symlink() {
                     links += 1;
                     if links > MAX_LINKS {
-                        return Err(OpenError::File(std::io::Error::from_raw_os_error(
-                            libc::ELOOP,
-                        )));
+                        return Err(along(&next, errno(libc::ELOOP)));
                     }
                     trusted_link(&next, &meta).map_err(OpenError::Untrusted)?;
-                    let target = std::fs::read_link(&next).map_err(OpenError::File)?;
-                    push_front(&mut left, &target);
-                } else {
-                    if !left.is_empty() {
-                        trusted_dir(&next, &meta).map_err(OpenError::Untrusted)?;
-                    }
+                    let target = std::fs::read_link(&next).map_err(|e| along(&next, e))?;
+                    push_names(&mut left, &target);
+                } else if left.is_empty() {
                     resolved = next;
+                } else if meta.is_dir() {
+                    trusted_dir(&next, &meta).map_err(OpenError::Untrusted)?;
+                    resolved = next;
+                } else {
+                    // As the kernel answers `file/..` or `file/`.
+                    return Err(along(&next, errno(libc::ENOTDIR)));
                 }
             }
+            // `.`, which `push_names` leaves only at the end of a path
+            // that ends in a slash, to ask for a directory there.
             _ => {}
         }
     }
     Ok(resolved)
+}
+
+/// Puts the names of `p` in front of those the walk has left, and a `.`
+/// after them when `p` ends in `/` or `/.` (which `components` drops), so
+/// that its last name must be a directory, as the kernel would have it.
+fn push_names(left: &mut VecDeque<PathBuf>, p: &Path) {
+    let bytes = p.as_os_str().as_bytes();
+    if bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/.")) {
+        left.push_front(".".into());
+    }
+    for c in p.components().rev() {
+        left.push_front(c.as_os_str().into());
+    }
 }
 
 fn trusted_link(link: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
@@ -237,7 +246,7 @@ fn trusted_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
 fn trusted_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
     if let Some((uid, _)) = foreign_owner(meta) {
         return Err(format!(
-            "{} (above the rules file) is owned by uid {uid}: someone else could replace the file",
+            "{} (on the way to the rules file) is owned by uid {uid}: someone else could replace the file",
             dir.display(),
         ));
     }
@@ -246,7 +255,7 @@ fn trusted_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
     // not own.
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
         return Err(format!(
-            "{} (above the rules file) is writable by others (mode {:04o}): someone else could replace the file (chmod go-w)",
+            "{} (on the way to the rules file) is writable by others (mode {:04o}): someone else could replace the file (chmod go-w)",
             dir.display(),
             mode & 0o7777
         ));
@@ -288,7 +297,7 @@ mod tests {
         assert!(
             check_rules_file(&f)
                 .unwrap_err()
-                .contains("(above the rules file) is writable by others")
+                .contains("(on the way to the rules file) is writable by others")
         );
         // Through a symlink: the target's directories count, not the link's.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -335,6 +344,17 @@ mod tests {
             assert!(e.contains("is a symlink owned by uid 65534"), "{e}");
         }
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Names the kernel would refuse are refused: a file taken for a
+        // directory.
+        for bad in [format!("{}/", f.display()), format!("{}/..", f.display())] {
+            let e = check_rules_file(Path::new(&bad)).unwrap_err();
+            assert!(e.contains("rules.yaml: Not a directory"), "{bad}: {e}");
+        }
+        // A dangling link names what is missing.
+        let dangling = dir.join("dangling.yaml");
+        std::os::unix::fs::symlink(dir.join("gone.yaml"), &dangling).unwrap();
+        let e = check_rules_file(&dangling).unwrap_err();
+        assert!(e.contains("gone.yaml: No such file"), "{e}");
         // --insecure-rules opens it all the same.
         assert!(open_rules(&deeper, true).is_ok());
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
