@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use ip_network::IpNetwork;
 
-use crate::lpm::{Entry, Key, Lpm};
+use crate::lpm::{Key, Lpm};
 use crate::packet::Addr;
 use crate::rules::{EntryKind, Mode, PortPolicy, Proto, Ruleset};
 
@@ -249,36 +249,6 @@ impl Table {
         match addr {
             Addr::V4(a) => self.v4.lookup(a),
             Addr::V6(a) => self.v6.lookup(a),
-        }
-    }
-
-    /// The first half of [`Table::row_of`]: the index entry of `addr`'s
-    /// chunk (see [`Lpm::entry`]).
-    #[inline]
-    pub fn entry(&self, addr: Addr) -> Entry {
-        match addr {
-            Addr::V4(a) => self.v4.entry(a),
-            Addr::V6(a) => self.v6.entry(a),
-        }
-    }
-
-    /// The second half of [`Table::row_of`]: `addr`'s answer row, given its
-    /// [`Table::entry`].
-    #[inline]
-    pub fn resolve(&self, addr: Addr, entry: Entry) -> u32 {
-        match addr {
-            Addr::V4(a) => self.v4.resolve(a, entry),
-            Addr::V6(a) => self.v6.resolve(a, entry),
-        }
-    }
-
-    /// Reads ahead what [`Table::resolve`] will read for `entry` (see
-    /// [`Lpm::warm`]).
-    #[inline]
-    pub fn warm(&self, addr: Addr, entry: Entry) -> u32 {
-        match addr {
-            Addr::V4(_) => self.v4.warm(entry),
-            Addr::V6(_) => self.v6.warm(entry),
         }
     }
 
