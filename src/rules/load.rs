@@ -164,12 +164,11 @@ impl fmt::Display for LoadError {
         if let Some(line) = self.omitted.line() {
             write!(f, "\n{line}")?;
         }
-        let n = self.error_count();
         write!(
             f,
-            "\n{}: rejected: {n} error{}",
+            "\n{}: rejected: {}",
             self.file,
-            if n == 1 { "" } else { "s" }
+            super::count(self.error_count(), "error")
         )
     }
 }
