@@ -8,6 +8,9 @@
 #   FILTERS="ipset portgate-1q" sudo -E bash benches/e2e.sh ...   (a subset)
 #   PORTGATE_B=/other/build/portgate FILTERS="portgate-1q portgate-b-1q" ...
 #                                   (A/B: another build, as filter portgate-b-1q)
+#   PERF=/some/dir ...              (also `perf record -a -g` over 3 s of each
+#                                   filter's first max flood, into
+#                                   DIR/perf-FILTER.data; see the README)
 #
 # The netns lab of the tests (tests/lab.sh): the site sends, the gateway
 # filters, "the internet" receives. The permit file is PERMITS generated
@@ -51,7 +54,7 @@ connects=${CONNECTS:-3000}
 bash tests/setup.sh
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-    netsniff-ng ipset time >/dev/null
+    netsniff-ng ipset time ${PERF:+linux-perf} >/dev/null
 cargo build --release --locked --quiet --bin portgate \
     --example build_table --example connect_latency --example nfq_baseline
 bin=$PWD/target/release
@@ -203,7 +206,14 @@ results=$work/results
 for r in $(seq "$rounds"); do
     for f in "${filters[@]}"; do
         filter_up "$f"
+        perf=
+        if [ -n "${PERF:-}" ] && [ "$r" = 1 ]; then
+            mkdir -p "$PERF"
+            perf record -a -g -o "$PERF/perf-$f.data" -- sleep 3 >/dev/null 2>&1 &
+            perf=$!
+        fi
         echo "max $f $(flood "$f")" >>"$results"
+        if [ -n "$perf" ]; then wait "$perf" || true; fi
         echo "fixed $f $(flood "$f" "$rate")" >>"$results"
         if [ "$f" != portgate-2q ]; then
             echo "connect $f $(on "$site" "$bin/examples/connect_latency" connect 203.0.113.7:25 "$connects")" >>"$results"
