@@ -25,7 +25,9 @@ pub fn check(text: &str) -> Result<bool, String> {
     let with = load::load(text, "d.yaml");
     let without = load::load_saphyr_only(text, "d.yaml");
     let same = match (&with, &without) {
-        (Ok(a), Ok(b)) => a.ruleset == b.ruleset && a.warnings == b.warnings,
+        (Ok(a), Ok(b)) => {
+            a.ruleset == b.ruleset && a.warnings == b.warnings && a.more_warnings == b.more_warnings
+        }
         (Err(a), Err(b)) => a == b,
         _ => false,
     };

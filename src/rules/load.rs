@@ -201,8 +201,32 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 }
 
 /// Validates rules text; `file` names it in messages.
+///
+/// On the YAML fast path each site is walked as soon as it is read and
+/// then dropped, so the rules are built in the memory the sites' trees
+/// free: a file of a million permits never stands in memory as a whole
+/// tree (that tree took over twice the memory of the rules built from it).
+/// Sites are walked once the judged ports are known: when `ports` comes
+/// after `sites` in the file, the sites wait for it.
 pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
-    load_parsed(yaml::parse(text), file)
+    let mut cx = Cx::default();
+    let mut waiting = Vec::new();
+    let root = yaml::parse_streaming(text, "sites", &mut |site, top| {
+        if cx.ports_from(top) {
+            cx.site(&site);
+        } else {
+            waiting.push(site);
+        }
+    });
+    match root {
+        Some(root) => {
+            cx.root(&root, waiting);
+            drop(root);
+            cx.finish(file)
+        }
+        // The fast path gave up, perhaps after some sites: start over.
+        None => load_parsed(yaml::parse_saphyr(text), file),
+    }
 }
 
 /// [`load`] without the YAML fast path, for the differential tests.
@@ -219,25 +243,11 @@ fn load_parsed(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
             for p in problems {
                 cx.err(Diagnostic::error(p.pos, p.message));
             }
-            cx.root(&root);
+            cx.root(&root, Vec::new());
         }
         Err(e) => cx.err(Diagnostic::error(e.pos, e.message)),
     }
-    // The tree is gone by now: the cross-check's map does not add to it.
-    cx.cross_check();
-    cx.trim();
-    if cx.omitted.errors > 0 || cx.diags.iter().any(|d| d.severity == Severity::Error) {
-        return Err(LoadError {
-            file: file.to_owned(),
-            diagnostics: cx.diags,
-            omitted: cx.omitted,
-        });
-    }
-    Ok(Loaded {
-        ruleset: cx.rules,
-        warnings: cx.diags,
-        more_warnings: cx.omitted.warnings,
-    })
+    cx.finish(file)
 }
 
 #[derive(Default)]
@@ -249,6 +259,10 @@ struct Cx {
     omitted: Omitted,
     /// Site names seen so far, and where: a repeated site is an error.
     site_names: HashMap<String, Pos>,
+    /// Whether the judged ports were read (from the root's `ports`).
+    ports_read: bool,
+    /// Whether [`Cx::ports_from`] looked for them.
+    ports_sought: bool,
 }
 
 /// The keys a mapping may hold, and which of them are required.
@@ -318,6 +332,42 @@ impl<'a, 't> Fields<'a, 't> {
 }
 
 impl Cx {
+    /// The end of every load, once the tree is dropped: problems between
+    /// entries, and the answer.
+    fn finish(mut self, file: &str) -> Result<Loaded, LoadError> {
+        self.cross_check();
+        self.trim();
+        if self.omitted.errors > 0 || self.diags.iter().any(|d| d.severity == Severity::Error) {
+            return Err(LoadError {
+                file: file.to_owned(),
+                diagnostics: self.diags,
+                omitted: self.omitted,
+            });
+        }
+        Ok(Loaded {
+            ruleset: self.rules,
+            warnings: self.diags,
+            more_warnings: self.omitted.warnings,
+        })
+    }
+
+    /// Reads the judged ports from the root's entries read before the
+    /// first site, `top`, when they are there; whether the ports are read
+    /// (and sites can be walked).
+    fn ports_from(&mut self, top: &[(Node<'_>, Node<'_>)]) -> bool {
+        if !self.ports_sought {
+            self.ports_sought = true;
+            // The first `ports`, as `fields` takes it, unless empty.
+            if let Some((_, ports)) = top.iter().find(|(k, _)| k.text() == Some("ports"))
+                && !matches!(ports.value, Value::Null)
+            {
+                self.ports(ports);
+                self.ports_read = true;
+            }
+        }
+        self.ports_read
+    }
+
     fn err(&mut self, d: Diagnostic) {
         self.push(d);
     }
@@ -460,7 +510,9 @@ impl Cx {
         f.get(key).and_then(|n| self.string(n, key))
     }
 
-    fn root(&mut self, root: &Node<'_>) {
+    /// Walks the tree; `waiting` holds the sites read before the ports
+    /// (which the tree holds none of).
+    fn root(&mut self, root: &Node<'_>, waiting: Vec<Node<'_>>) {
         if matches!(root.value, Value::Null) {
             self.err(
                 Diagnostic::error(root.pos, "the rules file is empty")
@@ -471,13 +523,18 @@ impl Cx {
         let Some(top) = self.fields(root, &TOP) else {
             return;
         };
-        if let Some(ports) = top.get("ports") {
+        if let Some(ports) = top.get("ports")
+            && !self.ports_read
+        {
             self.ports(ports);
         }
         if let Some(sites) = top.get("sites") {
             for site in self.seq(sites, "sites") {
                 self.site(site);
             }
+        }
+        for site in waiting {
+            self.site(&site);
         }
     }
 
@@ -1352,6 +1409,24 @@ mod tests {
         assert!(e[1].contains("port 25 is listed twice in this permit"));
         assert!(e[2].contains("not a port: \"25/icmp\""));
         assert!(e[3].contains("`ports` must be a list"));
+    }
+
+    #[test]
+    fn sites_before_ports_are_judged_on_those_ports() {
+        // The loader walks sites as the fast path reads them; a site read
+        // before `ports` waits for it, so port 25 is judged and 587 is not.
+        let sites = format!(
+            "sites:\n  - site: S\n{CONTACTS}    permits:\n      - {{ip: 192.0.2.1, ports: [25, 587], device: A}}\n"
+        );
+        let text = format!("{sites}ports:\n  - {{port: 25, proto: tcp}}\n");
+        let l = load(&text, "r.yaml").unwrap();
+        let warnings: Vec<String> = l.warnings.iter().map(|w| w.render("r.yaml")).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("port 587 is not listed under `ports`"));
+        assert_eq!(l.ruleset.entries.len(), 1);
+        let slow = load_saphyr_only(&text, "r.yaml").unwrap();
+        assert_eq!(l.ruleset, slow.ruleset);
+        assert_eq!(l.warnings, slow.warnings);
     }
 
     #[test]

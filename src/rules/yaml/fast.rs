@@ -64,6 +64,23 @@ pub fn parse(text: &str) -> Option<Node<'_>> {
     p.document().ok()
 }
 
+/// What [`parse_streaming`] hands each item to: the item, and the root
+/// mapping's entries read before the sequence that holds it.
+pub type Each<'t, 's> = dyn FnMut(Node<'t>, &[(Node<'t>, Node<'t>)]) + 's;
+
+/// [`parse`], but when the root mapping's value under `key` is a block
+/// sequence, each of its items goes to `each` as soon as it is read instead
+/// of into the tree, which holds that sequence empty (at its position). A
+/// big file is then never in memory as a whole tree: the caller consumes an
+/// item and drops it before the next is read. When this returns `None`,
+/// `each` may have been given some items already: whatever it built from
+/// them belongs to a parse that gave up.
+pub fn parse_streaming<'t>(text: &'t str, key: &str, each: &mut Each<'t, '_>) -> Option<Node<'t>> {
+    let mut p = Fast::new(text);
+    p.stream = Some((key.to_owned(), each));
+    p.document().ok()
+}
+
 /// Where in this file the fast path gave up on `text`, if it did.
 #[cfg(test)]
 pub fn gave_up_at(text: &str) -> Option<String> {
@@ -98,7 +115,7 @@ impl Line {
     }
 }
 
-struct Fast<'t> {
+struct Fast<'t, 's> {
     text: &'t str,
     bytes: &'t [u8],
     /// Byte offset of the next line not read yet.
@@ -120,14 +137,16 @@ struct Fast<'t> {
     /// so the next count starts from here, and a long line with many nodes
     /// costs its length once, not once per node.
     column_mark: Cell<(usize, usize, usize)>,
+    /// [`parse_streaming`]'s key and where its sequence's items go.
+    stream: Option<(String, &'s mut Each<'t, 's>)>,
 }
 
 fn is_flow(b: u8) -> bool {
     matches!(b, b',' | b'[' | b']' | b'{' | b'}')
 }
 
-impl<'t> Fast<'t> {
-    fn new(text: &'t str) -> Fast<'t> {
+impl<'t, 's> Fast<'t, 's> {
+    fn new(text: &'t str) -> Fast<'t, 's> {
         Fast {
             text,
             bytes: text.as_bytes(),
@@ -139,6 +158,7 @@ impl<'t> Fast<'t> {
             nodes: Vec::new(),
             pairs: Vec::new(),
             column_mark: Cell::new((usize::MAX, 0, 0)),
+            stream: None,
         }
     }
 
@@ -331,7 +351,9 @@ impl<'t> Fast<'t> {
         loop {
             let (key, after) = self.key(&line, at)?.ok_or(give_up())?;
             self.new_key(first, &key)?;
-            let value = self.block_value(&line, after, indent)?;
+            let stream = self.depth == 1
+                && matches!((&self.stream, &key.value), (Some((k, _)), Value::Scalar(s)) if k == s);
+            let value = self.block_value(&line, after, indent, stream)?;
             self.pairs.push((key, value));
             match self.peek()? {
                 Some(l) if l.indent() == indent && !self.is_seq_entry(&l) => {
@@ -387,8 +409,16 @@ impl<'t> Fast<'t> {
         )))
     }
 
-    /// The value after a block mapping key whose `:` ends at `after`.
-    fn block_value(&mut self, line: &Line, after: usize, indent: usize) -> R<Node<'t>> {
+    /// The value after a block mapping key whose `:` ends at `after`;
+    /// `stream` when a block sequence there goes item by item to
+    /// [`Self::stream`].
+    fn block_value(
+        &mut self,
+        line: &Line,
+        after: usize,
+        indent: usize,
+        stream: bool,
+    ) -> R<Node<'t>> {
         let i = self.skip_spaces(line, after);
         if i == line.end || (self.bytes[i] == b'#' && i > after) {
             // The value is on the lines below.
@@ -396,13 +426,13 @@ impl<'t> Fast<'t> {
             if next.indent() > indent {
                 let l = self.take();
                 if self.is_seq_entry(&l) {
-                    return self.block_seq(l, false);
+                    return self.block_seq(l, false, stream);
                 }
                 return self.block_map(l, l.content);
             }
             if next.indent() == indent && self.is_seq_entry(&next) {
                 let l = self.take();
-                return self.block_seq(l, true);
+                return self.block_seq(l, true, stream);
             }
             // An empty value.
             return Err(give_up());
@@ -413,8 +443,9 @@ impl<'t> Fast<'t> {
     }
 
     /// A block sequence whose first `-` starts `line`; `indentless` when it
-    /// sits at its mapping key's indentation (and so ends at the next key).
-    fn block_seq(&mut self, mut line: Line, indentless: bool) -> R<Node<'t>> {
+    /// sits at its mapping key's indentation (and so ends at the next key);
+    /// `stream` when its items go to [`Self::stream`], not into the tree.
+    fn block_seq(&mut self, mut line: Line, indentless: bool, stream: bool) -> R<Node<'t>> {
         self.enter()?;
         let indent = line.indent();
         let pos = if indentless {
@@ -441,7 +472,7 @@ impl<'t> Fast<'t> {
                 }
                 let l = self.take();
                 if self.is_seq_entry(&l) {
-                    self.block_seq(l, false)?
+                    self.block_seq(l, false, false)?
                 } else {
                     self.block_map(l, l.content)?
                 }
@@ -452,7 +483,11 @@ impl<'t> Fast<'t> {
                 self.rest_blank(&line, end)?;
                 node
             };
-            self.nodes.push(item);
+            match &mut self.stream {
+                // Only the root mapping's entries are on the stack now.
+                Some((_, each)) if stream => each(item, &self.pairs),
+                _ => self.nodes.push(item),
+            }
             match self.peek()? {
                 Some(l) if l.indent() == indent && self.is_seq_entry(&l) => line = self.take(),
                 Some(l) if l.indent() == indent && indentless => break,

@@ -1,10 +1,13 @@
 //! The only module that knows which YAML parser portgate uses.
 //!
-//! Contract: [`parse`] turns text into a [`Node`] tree in which every
-//! mapping, sequence, key and scalar carries its 1-based line and column,
-//! or returns the first syntax error with its position. The rest of the
-//! loader walks that tree and never sees the parser, so replacing the parser
-//! touches this file only.
+//! Contract: [`parse_saphyr`] turns text into a [`Node`] tree in which
+//! every mapping, sequence, key and scalar carries its 1-based line and
+//! column, or returns the first syntax error with its position. Its fast
+//! path, [`parse_streaming`], builds the same tree for the subset of YAML
+//! permit files use (handing the items of one top-level sequence to the
+//! caller as it reads them) or gives up, and then the caller parses with
+//! saphyr. The rest of the loader walks trees and never sees the parser,
+//! so replacing the parser touches this module only.
 //!
 //! The tree is deliberately plain: scalars stay text (the loader decides
 //! what a field's text means, so `no` stays the string "no" and `0777` is
@@ -21,6 +24,7 @@ use super::Pos;
 
 mod fast;
 pub(in crate::rules) use fast::parse as parse_fast;
+pub(in crate::rules) use fast::parse_streaming;
 #[cfg(test)]
 mod proptests;
 
@@ -92,21 +96,9 @@ enum Frame<'t> {
     Map(Pos, Vec<(Node<'t>, Node<'t>)>, Option<Node<'t>>),
 }
 
-/// Parses one YAML document into a positioned tree. Fatal syntax errors end
-/// the parse; problems it can continue after (duplicate keys) are returned
-/// beside the tree.
-///
-/// The fast path ([`fast`]) takes the text when it is in the subset permit
-/// files use; anything else, and any error, is saphyr's
-/// ([`parse_saphyr`]), with the same tree either way.
-pub fn parse(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxError> {
-    match fast::parse(text) {
-        Some(root) => Ok((root, Vec::new())),
-        None => parse_saphyr(text),
-    }
-}
-
-/// [`parse`] without the fast path: saphyr-parser's events, always.
+/// Parses one YAML document into a positioned tree with saphyr-parser's
+/// events. Fatal syntax errors end the parse; problems it can continue
+/// after (duplicate keys) are returned beside the tree.
 pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxError> {
     let mut problems = Vec::new();
     let mut parser = Parser::new_from_str(text);

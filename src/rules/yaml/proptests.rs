@@ -346,10 +346,13 @@ fn model(rng: &mut Rng) -> V {
         }
         sites.push(V::M(site));
     }
-    V::M(vec![
-        ("ports".into(), V::L(ports)),
-        ("sites".into(), V::L(sites)),
-    ])
+    let mut top = vec![("ports".into(), V::L(ports)), ("sites".into(), V::L(sites))];
+    if rng.chance(25) {
+        // Sites before the ports they are judged on: the loader walks
+        // sites as they are read, so they have to wait for the ports.
+        top.reverse();
+    }
+    V::M(top)
 }
 
 fn document(seed: u64) -> String {
