@@ -961,20 +961,29 @@ impl Cx {
     /// Problems between entries: the same prefix and port listed twice, or
     /// both permitted and blocked.
     fn cross_check(&mut self) {
-        let keys = self
-            .rules
-            .entries
-            .iter()
-            .flat_map(|e| &e.ports)
-            .map(|sel| {
-                if sel.proto.is_some() {
-                    1
-                } else {
-                    Proto::ALL.len()
-                }
-            })
-            .sum();
-        let mut seen: HashMap<(u128, u32), usize> = HashMap::with_capacity(keys);
+        let (mut keys_v4, mut keys_v6) = (0, 0);
+        for e in &self.rules.entries {
+            let keys = e
+                .ports
+                .iter()
+                .map(|sel| {
+                    if sel.proto.is_some() {
+                        1
+                    } else {
+                        Proto::ALL.len()
+                    }
+                })
+                .sum::<usize>();
+            match e.prefix {
+                IpNetwork::V4(_) => keys_v4 += keys,
+                IpNetwork::V6(_) => keys_v6 += keys,
+            }
+        }
+        // One map per family: an IPv4 key fits in 8 bytes, and its map
+        // takes a third of the memory one for both would (16 bytes a slot
+        // against 48), which is this load's peak with a million permits.
+        let mut seen_v4: HashMap<u64, usize> = HashMap::with_capacity(keys_v4);
+        let mut seen_v6: HashMap<(u128, u32), usize> = HashMap::with_capacity(keys_v6);
         let mut found = Vec::new();
         for (i, e) in self.rules.entries.iter().enumerate() {
             for sel in &e.ports {
@@ -982,14 +991,13 @@ impl Cx {
                     if sel.proto.is_some_and(|p| p != proto) {
                         continue;
                     }
-                    match seen.entry(key(e.prefix, sel.port, proto)) {
-                        std::collections::hash_map::Entry::Occupied(j) => {
-                            found.push((i, *j.get(), sel.port, proto));
-                            break;
-                        }
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(i);
-                        }
+                    let first = match key(e.prefix, sel.port, proto) {
+                        Key::V4(k) => first_to_list(&mut seen_v4, k, i),
+                        Key::V6(k) => first_to_list(&mut seen_v6, k, i),
+                    };
+                    if let Some(j) = first {
+                        found.push((i, j, sel.port, proto));
+                        break;
                     }
                 }
             }
@@ -1047,19 +1055,37 @@ fn garbles(c: char) -> bool {
 }
 
 /// A prefix, port and protocol as one hash key: the address's bits, and
-/// the family, length, port and protocol packed into a word.
-fn key(prefix: IpNetwork, port: u16, proto: Proto) -> (u128, u32) {
-    let (bits, family) = match prefix {
-        IpNetwork::V4(n) => (u128::from(u32::from(n.network_address())), 0),
-        IpNetwork::V6(n) => (u128::from(n.network_address()), 1 << 31),
-    };
-    (
-        bits,
-        family
-            | u32::from(prefix.netmask()) << 24
-            | u32::from(port) << 8
-            | u32::from(proto.number()),
-    )
+/// the length (0 to 128: 8 bits), port and protocol; an IPv4 key packed
+/// into 64 bits.
+enum Key {
+    V4(u64),
+    V6((u128, u32)),
+}
+
+fn key(prefix: IpNetwork, port: u16, proto: Proto) -> Key {
+    let rest = u32::from(prefix.netmask()) << 24 | u32::from(port) << 8 | u32::from(proto.number());
+    match prefix {
+        IpNetwork::V4(n) => {
+            Key::V4(u64::from(u32::from(n.network_address())) << 32 | u64::from(rest))
+        }
+        IpNetwork::V6(n) => Key::V6((u128::from(n.network_address()), rest)),
+    }
+}
+
+/// The entry that listed `key` first, or `None` when `i` is the first
+/// (and now holds it).
+fn first_to_list<K: std::hash::Hash + Eq>(
+    seen: &mut HashMap<K, usize>,
+    key: K,
+    i: usize,
+) -> Option<usize> {
+    match seen.entry(key) {
+        std::collections::hash_map::Entry::Occupied(j) => Some(*j.get()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(i);
+            None
+        }
+    }
 }
 
 const PORT_RANGE: &str = "ports are 1 to 65535";
@@ -1333,6 +1359,17 @@ mod tests {
         assert!(
             e[1].contains("entry repeated: 2001:db8::/32 port 25/tcp is already permitted at 10:9")
         );
+    }
+
+    #[test]
+    fn prefixes_differing_only_in_length_are_different_entries() {
+        // ::/0 and ::/128 have the same bits; the length tells them apart
+        // (it once shared its top bit with the family's).
+        let text = smtp(
+            "    permits:\n      - {ip: \"::/0\", ports: [25], device: A}\n      - {ip: \"::/128\", ports: [25], device: B}\n      - {ip: 0.0.0.0/0, ports: [25], device: C}\n",
+        );
+        let l = load(&text, "r.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.ruleset.entries.len(), 3);
     }
 
     #[test]
