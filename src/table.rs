@@ -116,7 +116,7 @@ impl RowSet {
 /// `(network, length, entry index)`; the result holds one
 /// `(network, length, row)` per distinct prefix, in trie order.
 fn resolve<K: Key>(
-    rules: &Ruleset,
+    marks: &Marks,
     mut entries: Vec<(K, u8, usize)>,
     rows: &mut RowSet,
 ) -> Vec<(K, u8, u32)> {
@@ -142,17 +142,10 @@ fn resolve<K: Key>(
                 break;
             }
             i += 1;
-            let e = &rules.entries[e];
-            for (slot, policy) in rules.ports.iter().enumerate() {
-                if !e.lists(policy.port, policy.proto) {
-                    continue;
-                }
-                let (w, shift) = (slot / 32, 2 * (slot % 32));
-                let answer = match e.kind {
-                    EntryKind::Permit => Answer::Permit,
-                    EntryKind::Block => Answer::Block,
-                };
-                row[w] = row[w] & !(3 << shift) | (answer as u64) << shift;
+            for (word, &mark) in row.iter_mut().zip(marks.of(e)) {
+                // Each slot the entry lists is a nonzero pair of bits.
+                let listed = (mark | mark >> 1) & 0x5555_5555_5555_5555;
+                *word = *word & !(listed * 3) | mark;
             }
         }
 
@@ -161,6 +154,38 @@ fn resolve<K: Key>(
         open.push((addr.broadcast(len), id));
     }
     out
+}
+
+/// What each entry writes into a row: its answer in the two bits of every
+/// slot it lists, zero elsewhere, `words` words an entry. Made in one pass
+/// in file order, so that resolving in trie order reads these (8 bytes an
+/// entry with up to 32 judged ports) instead of each entry and its port
+/// list wherever the loader left them.
+struct Marks {
+    words: usize,
+    marks: Vec<u64>,
+}
+
+impl Marks {
+    fn new(rules: &Ruleset, words: usize) -> Marks {
+        let mut marks = vec![0u64; rules.entries.len() * words];
+        for (e, m) in rules.entries.iter().zip(marks.chunks_exact_mut(words)) {
+            let answer = match e.kind {
+                EntryKind::Permit => Answer::Permit,
+                EntryKind::Block => Answer::Block,
+            } as u64;
+            for (slot, policy) in rules.ports.iter().enumerate() {
+                if e.lists(policy.port, policy.proto) {
+                    m[slot / 32] |= answer << (2 * (slot % 32));
+                }
+            }
+        }
+        Marks { words, marks }
+    }
+
+    fn of(&self, entry: usize) -> &[u64] {
+        &self.marks[entry * self.words..(entry + 1) * self.words]
+    }
 }
 
 /// A table but for its lookup structures.
@@ -188,9 +213,10 @@ impl Parts {
             }
         }
         let mut rows = RowSet::new(words);
+        let marks = Marks::new(rules, words);
         let prefix_rows = PrefixRows {
-            v4: resolve(rules, v4, &mut rows),
-            v6: resolve(rules, v6, &mut rows),
+            v4: resolve(&marks, v4, &mut rows),
+            v6: resolve(&marks, v6, &mut rows),
         };
         let parts = Parts {
             slots,
