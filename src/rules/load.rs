@@ -9,7 +9,8 @@
 //!
 //! The walk is over the position-carrying tree from [`super::yaml`], so that
 //! problems found after parsing (host bits, duplicates, conflicts) point at
-//! the exact line like syntax errors do.
+//! the exact line like syntax errors do; on the fast path it gets that tree
+//! a site at a time (see [`load`]).
 
 use std::fmt;
 use std::net::IpAddr;
