@@ -225,8 +225,12 @@ pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
             drop(root);
             cx.finish(file)
         }
-        // The fast path gave up, perhaps after some sites: start over.
-        None => load_parsed(yaml::parse_saphyr(text), file),
+        // The fast path gave up, perhaps after many sites: start over,
+        // with the rules made from them freed first.
+        None => {
+            drop((cx, waiting));
+            load_parsed(yaml::parse_saphyr(text), file)
+        }
     }
 }
 
