@@ -203,45 +203,53 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 
 /// Validates rules text; `file` names it in messages.
 ///
-/// On the YAML fast path each site is walked as soon as it is read and
-/// then dropped, so the rules are built in the memory the sites' trees
-/// free: a file of a million permits never stands in memory as a whole
-/// tree (that tree took over twice the memory of the rules built from it).
-/// Sites are walked once the judged ports are known: when `ports` comes
-/// after `sites` in the file, the sites wait for it.
+/// Each site is walked as soon as the parser has read it and then dropped,
+/// so the rules are built in the memory the sites' trees free: a file of a
+/// million permits never stands in memory as a whole tree (that tree took
+/// over twice the memory of the rules built from it, and far more on the
+/// saphyr path). Sites are walked once the judged ports are known: when
+/// `ports` comes after `sites` in the file, the sites wait for it.
 pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
     let mut cx = Cx::default();
     let mut waiting = Vec::new();
-    let root = yaml::parse_streaming(text, "sites", &mut |site, top| {
-        if cx.ports_from(top) {
-            cx.site(&site);
-        } else {
-            waiting.push(site);
-        }
-    });
+    let root = yaml::parse_streaming(text, "sites", &mut |found| cx.found(found, &mut waiting));
     match root {
-        Some(root) => {
-            cx.root(&root, waiting);
-            drop(root);
-            cx.finish(file)
-        }
+        Some(root) => cx.end(root, waiting, file),
         // The fast path gave up, perhaps after many sites: start over,
         // with the rules made from them freed first.
         None => {
             drop((cx, waiting));
-            load_parsed(yaml::parse_saphyr(text), file)
+            load_saphyr_only(text, file)
         }
     }
 }
 
-/// [`load`] without the YAML fast path, for the differential tests.
+/// [`load`] without the YAML fast path.
 pub(super) fn load_saphyr_only(text: &str, file: &str) -> Result<Loaded, LoadError> {
-    load_parsed(yaml::parse_saphyr(text), file)
+    let mut cx = Cx::default();
+    let mut waiting = Vec::new();
+    let root =
+        yaml::parse_saphyr_streaming(text, "sites", &mut |found| cx.found(found, &mut waiting));
+    match root {
+        Ok(root) => cx.end(root, waiting, file),
+        // A file with a syntax error gets that error alone.
+        Err(e) => {
+            drop((cx, waiting));
+            load_tree(Err(e), file)
+        }
+    }
+}
+
+/// [`load`] from a whole tree, as it was before sites were streamed: the
+/// differential tests' reference for the streaming, and the answer to a
+/// file with a syntax error.
+pub(super) fn load_whole_tree(text: &str, file: &str) -> Result<Loaded, LoadError> {
+    load_tree(yaml::parse_saphyr(text), file)
 }
 
 type Parsed<'t> = Result<(Node<'t>, Vec<yaml::SyntaxError>), yaml::SyntaxError>;
 
-fn load_parsed(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
+fn load_tree(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
     let mut cx = Cx::default();
     match parsed {
         Ok((root, problems)) => {
@@ -337,8 +345,35 @@ impl<'a, 't> Fields<'a, 't> {
 }
 
 impl Cx {
-    /// The end of every load, once the tree is dropped: problems between
-    /// entries, and the answer.
+    /// What a streaming parse found: a problem, or a site to walk now or,
+    /// when the ports it is judged on are not read yet, at the end.
+    fn found<'t>(&mut self, found: yaml::Streamed<'t, '_>, waiting: &mut Vec<Node<'t>>) {
+        match found {
+            yaml::Streamed::Problem(p) => self.err(Diagnostic::error(p.pos, p.message)),
+            yaml::Streamed::Item(site, top) => {
+                if self.ports_from(top) {
+                    self.site(&site);
+                } else {
+                    waiting.push(site);
+                }
+            }
+        }
+    }
+
+    /// The end of a streaming load: the rest of the tree (and the sites
+    /// that waited), then [`Cx::finish`].
+    fn end(
+        mut self,
+        root: Node<'_>,
+        waiting: Vec<Node<'_>>,
+        file: &str,
+    ) -> Result<Loaded, LoadError> {
+        self.root(&root, waiting);
+        drop(root);
+        self.finish(file)
+    }
+
+    /// The end of every load: problems between entries, and the answer.
     fn finish(mut self, file: &str) -> Result<Loaded, LoadError> {
         self.cross_check();
         self.trim();

@@ -31,7 +31,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use super::{MAX_KEYS, Node, Value};
+use super::{Each, MAX_KEYS, Node, Streamed, Value};
 use crate::rules::Pos;
 
 /// Nesting the fast path accepts (permit files nest five levels); deeper
@@ -63,10 +63,6 @@ pub fn parse(text: &str) -> Option<Node<'_>> {
     let mut p = Fast::new(text);
     p.document().ok()
 }
-
-/// What [`parse_streaming`] hands each item to: the item, and the root
-/// mapping's entries read before the sequence that holds it.
-pub type Each<'t, 's> = dyn FnMut(Node<'t>, &[(Node<'t>, Node<'t>)]) + 's;
 
 /// [`parse`], but when the root mapping's value under `key` is a block
 /// sequence, each of its items goes to `each` as soon as it is read instead
@@ -485,7 +481,7 @@ impl<'t, 's> Fast<'t, 's> {
             };
             match &mut self.stream {
                 // Only the root mapping's entries are on the stack now.
-                Some((_, each)) if stream => each(item, &self.pairs),
+                Some((_, each)) if stream => each(Streamed::Item(item, &self.pairs)),
                 _ => self.nodes.push(item),
             }
             match self.peek()? {

@@ -25,6 +25,18 @@ use super::Pos;
 mod fast;
 pub(in crate::rules) use fast::parse as parse_fast;
 pub(in crate::rules) use fast::parse_streaming;
+
+/// What a streaming parse hands its caller, in the order it finds them.
+pub enum Streamed<'t, 'a> {
+    /// An item of the streamed sequence, and the root mapping's entries
+    /// read before that sequence.
+    Item(Node<'t>, &'a [(Node<'t>, Node<'t>)]),
+    /// A problem the parse goes on after (a duplicate key).
+    Problem(SyntaxError),
+}
+
+/// Where a streaming parse sends what it finds.
+pub type Each<'t, 's> = dyn for<'a> FnMut(Streamed<'t, 'a>) + 's;
 #[cfg(test)]
 mod proptests;
 
@@ -91,7 +103,8 @@ fn pos(span: &Span) -> Pos {
 }
 
 enum Frame<'t> {
-    Seq(Pos, Vec<Node<'t>>),
+    /// A sequence being built, or streamed (its items handed out).
+    Seq(Pos, Vec<Node<'t>>, bool),
     /// A mapping being built, and the key waiting for its value.
     Map(Pos, Vec<(Node<'t>, Node<'t>)>, Option<Node<'t>>),
 }
@@ -101,6 +114,31 @@ enum Frame<'t> {
 /// after (duplicate keys) are returned beside the tree.
 pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxError> {
     let mut problems = Vec::new();
+    let root = saphyr(text, None, &mut |found| {
+        if let Streamed::Problem(p) = found {
+            problems.push(p);
+        }
+    })?;
+    Ok((root, problems))
+}
+
+/// [`parse_saphyr`], but the items of the first sequence under `key` in the
+/// root mapping, and the problems, go to `each` as they are found, as on
+/// the fast path ([`parse_streaming`]). After a fatal error, whatever
+/// `each` built from them belongs to a parse that failed.
+pub fn parse_saphyr_streaming<'t>(
+    text: &'t str,
+    key: &str,
+    each: &mut Each<'t, '_>,
+) -> Result<Node<'t>, SyntaxError> {
+    saphyr(text, Some(key), each)
+}
+
+fn saphyr<'t>(
+    text: &'t str,
+    key: Option<&str>,
+    each: &mut Each<'t, '_>,
+) -> Result<Node<'t>, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut root: Option<Node<'_>> = None;
@@ -151,7 +189,15 @@ pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxEr
             }
             Event::SequenceStart(anchor, tag) => {
                 refuse_anchor_or_tag(anchor, tag.is_some(), at)?;
-                push(&mut stack, Frame::Seq(at, Vec::new()), at)?;
+                // The first sequence under `key` in the root mapping.
+                let stream = key.is_some_and(|key| match stack.as_slice() {
+                    [Frame::Map(_, entries, Some(pending))] => {
+                        pending.text() == Some(key)
+                            && !entries.iter().any(|(k, _)| k.text() == Some(key))
+                    }
+                    _ => false,
+                });
+                push(&mut stack, Frame::Seq(at, Vec::new(), stream), at)?;
                 continue;
             }
             Event::MappingStart(anchor, tag) => {
@@ -160,7 +206,7 @@ pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxEr
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(p, items)) => Node {
+                Some(Frame::Seq(p, items, _)) => Node {
                     pos: p,
                     value: Value::Seq(items),
                 },
@@ -174,10 +220,14 @@ pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxEr
                 _ => unreachable!("the parser balances mappings"),
             },
         };
+        if let [Frame::Map(_, top, _), Frame::Seq(_, _, true)] = stack.as_slice() {
+            each(Streamed::Item(node, top));
+            continue;
+        }
         // Attach the finished node to its parent.
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq(_, items)) => items.push(node),
+            Some(Frame::Seq(_, items, _)) => items.push(node),
             Some(Frame::Map(_, entries, pending)) => match pending.take() {
                 None => {
                     if !matches!(node.value, Value::Scalar(_) | Value::Null) {
@@ -196,14 +246,14 @@ pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxEr
                         .iter()
                         .find(|(k, _)| k.text().is_some() && k.text() == node.text())
                     {
-                        problems.push(SyntaxError {
+                        each(Streamed::Problem(SyntaxError {
                             pos: node.pos,
                             message: format!(
                                 "duplicate key {}: this mapping already has it at {}; give each key once",
                                 node.describe(),
                                 first.pos
                             ),
-                        });
+                        }));
                     }
                     *pending = Some(node);
                 }
@@ -215,7 +265,7 @@ pub fn parse_saphyr(text: &str) -> Result<(Node<'_>, Vec<SyntaxError>), SyntaxEr
         pos: Pos { line: 1, column: 1 },
         value: Value::Null,
     });
-    Ok((root, problems))
+    Ok(root)
 }
 
 fn push<'t>(stack: &mut Vec<Frame<'t>>, f: Frame<'t>, at: Pos) -> Result<(), SyntaxError> {
