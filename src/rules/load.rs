@@ -263,12 +263,34 @@ fn load_tree(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
     cx.finish(file)
 }
 
+/// The part of a load that finds a diagnostic, in the order a load from
+/// the whole tree goes through them. Diagnostics at one position are shown
+/// in this order, so that a load that walks sites as they are read, and so
+/// finds things in another order, shows the same list: an explicit key's
+/// missing value (`? site` ending a site) sits at the next token, which can
+/// be a root key with problems of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// The parser's problems (duplicate keys).
+    #[default]
+    Syntax,
+    /// The root mapping's keys.
+    Root,
+    Ports,
+    Sites,
+    /// Problems between entries.
+    Between,
+}
+
 #[derive(Default)]
 struct Cx {
     rules: Ruleset,
-    /// The diagnostics so far; trimmed to the first [`MAX_SHOWN`] of each
-    /// kind by position whenever it grows long, so memory stays bounded.
-    diags: Vec<Diagnostic>,
+    /// The diagnostics so far, each with the phase that found it; trimmed to
+    /// the first [`MAX_SHOWN`] of each kind by position whenever it grows
+    /// long, so memory stays bounded.
+    diags: Vec<(Phase, Diagnostic)>,
+    /// The phase under way.
+    phase: Phase,
     omitted: Omitted,
     /// Site names seen so far, and where: a repeated site is an error.
     site_names: HashMap<String, Pos>,
@@ -349,9 +371,13 @@ impl Cx {
     /// when the ports it is judged on are not read yet, at the end.
     fn found<'t>(&mut self, found: yaml::Streamed<'t, '_>, waiting: &mut Vec<Node<'t>>) {
         match found {
-            yaml::Streamed::Problem(p) => self.err(Diagnostic::error(p.pos, p.message)),
+            yaml::Streamed::Problem(p) => {
+                self.phase = Phase::Syntax;
+                self.err(Diagnostic::error(p.pos, p.message));
+            }
             yaml::Streamed::Item(site, top) => {
                 if self.ports_from(top) {
+                    self.phase = Phase::Sites;
                     self.site(&site);
                 } else {
                     waiting.push(site);
@@ -375,18 +401,20 @@ impl Cx {
 
     /// The end of every load: problems between entries, and the answer.
     fn finish(mut self, file: &str) -> Result<Loaded, LoadError> {
+        self.phase = Phase::Between;
         self.cross_check();
         self.trim();
-        if self.omitted.errors > 0 || self.diags.iter().any(|d| d.severity == Severity::Error) {
+        let diags: Vec<Diagnostic> = self.diags.into_iter().map(|(_, d)| d).collect();
+        if self.omitted.errors > 0 || diags.iter().any(|d| d.severity == Severity::Error) {
             return Err(LoadError {
                 file: file.to_owned(),
-                diagnostics: self.diags,
+                diagnostics: diags,
                 omitted: self.omitted,
             });
         }
         Ok(Loaded {
             ruleset: self.rules,
-            warnings: self.diags,
+            warnings: diags,
             more_warnings: self.omitted.warnings,
         })
     }
@@ -401,6 +429,7 @@ impl Cx {
             if let Some((_, ports)) = top.iter().find(|(k, _)| k.text() == Some("ports"))
                 && !matches!(ports.value, Value::Null)
             {
+                self.phase = Phase::Ports;
                 self.ports(ports);
                 self.ports_read = true;
             }
@@ -413,20 +442,20 @@ impl Cx {
     }
 
     fn push(&mut self, d: Diagnostic) {
-        self.diags.push(d);
+        self.diags.push((self.phase, d));
         if self.diags.len() >= 4 * MAX_SHOWN {
             self.trim();
         }
     }
 
-    /// Sorts the diagnostics by position (stably: what was found first at
-    /// a position stays first) and keeps the first [`MAX_SHOWN`] of each
-    /// kind, counting the rest.
+    /// Sorts the diagnostics by position and phase (stably: what a phase
+    /// found first at a position stays first) and keeps the first
+    /// [`MAX_SHOWN`] of each kind, counting the rest.
     fn trim(&mut self) {
-        self.diags.sort_by_key(|d| d.pos);
+        self.diags.sort_by_key(|(phase, d)| (d.pos, *phase));
         let (mut errors, mut warnings) = (0, 0);
         let omitted = &mut self.omitted;
-        self.diags.retain(|d| {
+        self.diags.retain(|(_, d)| {
             let (seen, left_out) = match d.severity {
                 Severity::Error => (&mut errors, &mut omitted.errors),
                 Severity::Warning => (&mut warnings, &mut omitted.warnings),
@@ -553,6 +582,7 @@ impl Cx {
     /// Walks the tree; `waiting` holds the sites read before the ports
     /// (which the tree holds none of).
     fn root(&mut self, root: &Node<'_>, waiting: Vec<Node<'_>>) {
+        self.phase = Phase::Root;
         if matches!(root.value, Value::Null) {
             self.err(
                 Diagnostic::error(root.pos, "the rules file is empty")
@@ -566,8 +596,10 @@ impl Cx {
         if let Some(ports) = top.get("ports")
             && !self.ports_read
         {
+            self.phase = Phase::Ports;
             self.ports(ports);
         }
+        self.phase = Phase::Sites;
         if let Some(sites) = top.get("sites") {
             for site in self.seq(sites, "sites") {
                 self.site(site);
