@@ -207,18 +207,17 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 /// so the rules are built in the memory the sites' trees free: a file of a
 /// million permits never stands in memory as a whole tree (that tree took
 /// over twice the memory of the rules built from it, and far more on the
-/// saphyr path). Sites are walked once the judged ports are known: when
-/// `ports` comes after `sites` in the file, the sites wait for it.
+/// saphyr path). When `ports` comes after `sites` in the file, only the
+/// check of each entry's ports against the judged ones waits for it.
 pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
     let mut cx = Cx::default();
-    let mut waiting = Vec::new();
-    let root = yaml::parse_streaming(text, "sites", &mut |found| cx.found(found, &mut waiting));
+    let root = yaml::parse_streaming(text, "sites", &mut |found| cx.found(found));
     match root {
-        Some(root) => cx.end(root, waiting, file),
+        Some(root) => cx.end(root, file),
         // The fast path gave up, perhaps after many sites: start over,
         // with the rules made from them freed first.
         None => {
-            drop((cx, waiting));
+            drop(cx);
             load_saphyr_only(text, file)
         }
     }
@@ -227,14 +226,12 @@ pub fn load(text: &str, file: &str) -> Result<Loaded, LoadError> {
 /// [`load`] without the YAML fast path.
 pub(super) fn load_saphyr_only(text: &str, file: &str) -> Result<Loaded, LoadError> {
     let mut cx = Cx::default();
-    let mut waiting = Vec::new();
-    let root =
-        yaml::parse_saphyr_streaming(text, "sites", &mut |found| cx.found(found, &mut waiting));
+    let root = yaml::parse_saphyr_streaming(text, "sites", &mut |found| cx.found(found));
     match root {
-        Ok(root) => cx.end(root, waiting, file),
+        Ok(root) => cx.end(root, file),
         // A file with a syntax error gets that error alone.
         Err(e) => {
-            drop((cx, waiting));
+            drop(cx);
             load_tree(Err(e), file)
         }
     }
@@ -256,7 +253,7 @@ fn load_tree(parsed: Parsed<'_>, file: &str) -> Result<Loaded, LoadError> {
             for p in problems {
                 cx.err(Diagnostic::error(p.pos, p.message));
             }
-            cx.root(&root, Vec::new());
+            cx.root(&root);
         }
         Err(e) => cx.err(Diagnostic::error(e.pos, e.message)),
     }
@@ -298,6 +295,12 @@ struct Cx {
     ports_read: bool,
     /// Whether [`Cx::ports_from`] looked for them.
     ports_sought: bool,
+    /// Whether `rules.ports` holds every judged port there will be: from
+    /// then on, entries' ports are checked against them as they are read.
+    ports_final: bool,
+    /// Entries' ports read before that, to check at the end: where, which,
+    /// and in what kind of entry.
+    unchecked: Vec<(Pos, PortSel, EntryKind)>,
 }
 
 /// The keys a mapping may hold, and which of them are required.
@@ -367,34 +370,25 @@ impl<'a, 't> Fields<'a, 't> {
 }
 
 impl Cx {
-    /// What a streaming parse found: a problem, or a site to walk now or,
-    /// when the ports it is judged on are not read yet, at the end.
-    fn found<'t>(&mut self, found: yaml::Streamed<'t, '_>, waiting: &mut Vec<Node<'t>>) {
+    /// What a streaming parse found: a problem, or a site to walk.
+    fn found(&mut self, found: yaml::Streamed<'_, '_>) {
         match found {
             yaml::Streamed::Problem(p) => {
                 self.phase = Phase::Syntax;
                 self.err(Diagnostic::error(p.pos, p.message));
             }
             yaml::Streamed::Item(site, top) => {
-                if self.ports_from(top) {
-                    self.phase = Phase::Sites;
-                    self.site(&site);
-                } else {
-                    waiting.push(site);
-                }
+                self.ports_from(top);
+                self.phase = Phase::Sites;
+                self.site(&site);
             }
         }
     }
 
     /// The end of a streaming load: the rest of the tree (and the sites
     /// that waited), then [`Cx::finish`].
-    fn end(
-        mut self,
-        root: Node<'_>,
-        waiting: Vec<Node<'_>>,
-        file: &str,
-    ) -> Result<Loaded, LoadError> {
-        self.root(&root, waiting);
+    fn end(mut self, root: Node<'_>, file: &str) -> Result<Loaded, LoadError> {
+        self.root(&root);
         drop(root);
         self.finish(file)
     }
@@ -420,9 +414,8 @@ impl Cx {
     }
 
     /// Reads the judged ports from the root's entries read before the
-    /// first site, `top`, when they are there; whether the ports are read
-    /// (and sites can be walked).
-    fn ports_from(&mut self, top: &[(Node<'_>, Node<'_>)]) -> bool {
+    /// first site, `top`, when they are there.
+    fn ports_from(&mut self, top: &[(Node<'_>, Node<'_>)]) {
         if !self.ports_sought {
             self.ports_sought = true;
             // The first `ports`, as `fields` takes it, unless empty.
@@ -432,9 +425,9 @@ impl Cx {
                 self.phase = Phase::Ports;
                 self.ports(ports);
                 self.ports_read = true;
+                self.ports_final = true;
             }
         }
-        self.ports_read
     }
 
     fn err(&mut self, d: Diagnostic) {
@@ -579,9 +572,9 @@ impl Cx {
         f.get(key).and_then(|n| self.string(n, key))
     }
 
-    /// Walks the tree; `waiting` holds the sites read before the ports
-    /// (which the tree holds none of).
-    fn root(&mut self, root: &Node<'_>, waiting: Vec<Node<'_>>) {
+    /// Walks the tree (what is left of it, when sites were walked as they
+    /// were read).
+    fn root(&mut self, root: &Node<'_>) {
         self.phase = Phase::Root;
         if matches!(root.value, Value::Null) {
             self.err(
@@ -599,15 +592,46 @@ impl Cx {
             self.phase = Phase::Ports;
             self.ports(ports);
         }
+        self.ports_final = true;
         self.phase = Phase::Sites;
         if let Some(sites) = top.get("sites") {
             for site in self.seq(sites, "sites") {
                 self.site(site);
             }
         }
-        for site in waiting {
-            self.site(&site);
+        for (pos, sel, kind) in std::mem::take(&mut self.unchecked) {
+            self.check_judged(pos, sel, kind);
         }
+    }
+
+    /// Warns about an entry's port that no `ports:` row judges.
+    fn check_judged(&mut self, pos: Pos, sel: PortSel, kind: EntryKind) {
+        if !self.ports_final {
+            self.unchecked.push((pos, sel, kind));
+            return;
+        }
+        if self
+            .rules
+            .ports
+            .iter()
+            .any(|p| sel.matches(p.port, p.proto))
+        {
+            return;
+        }
+        self.push(
+            Diagnostic::warning(
+                pos,
+                format!(
+                    "port {sel} is not listed under `ports`, so this {} has no effect on it",
+                    kind.as_str()
+                ),
+            )
+            .hint(format!(
+                "add `- {{port: {}, proto: {}}}` under `ports` to judge it",
+                sel.port,
+                sel.proto.unwrap_or(Proto::Tcp)
+            )),
+        );
     }
 
     fn ports(&mut self, node: &Node<'_>) {
@@ -888,24 +912,7 @@ impl Cx {
                     ));
                     continue;
                 }
-                if !self
-                    .rules
-                    .ports
-                    .iter()
-                    .any(|p| sel.matches(p.port, p.proto))
-                {
-                    self.push(
-                        Diagnostic::warning(
-                            item.pos,
-                            format!("port {sel} is not listed under `ports`, so this {} has no effect on it", kind.as_str()),
-                        )
-                        .hint(format!(
-                            "add `- {{port: {}, proto: {}}}` under `ports` to judge it",
-                            sel.port,
-                            sel.proto.unwrap_or(Proto::Tcp)
-                        )),
-                    );
-                }
+                self.check_judged(item.pos, sel, kind);
                 ports.push(sel);
             }
         }
@@ -1522,8 +1529,9 @@ mod tests {
 
     #[test]
     fn sites_before_ports_are_judged_on_those_ports() {
-        // The loader walks sites as the fast path reads them; a site read
-        // before `ports` waits for it, so port 25 is judged and 587 is not.
+        // The loader walks sites as the fast path reads them; the check of
+        // a site's ports read before `ports` waits for it, so port 25 is
+        // judged and 587 is not.
         let sites = format!(
             "sites:\n  - site: S\n{CONTACTS}    permits:\n      - {{ip: 192.0.2.1, ports: [25, 587], device: A}}\n"
         );

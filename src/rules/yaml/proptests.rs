@@ -349,7 +349,7 @@ fn model(rng: &mut Rng) -> V {
     let mut top = vec![("ports".into(), V::L(ports)), ("sites".into(), V::L(sites))];
     if rng.chance(25) {
         // Sites before the ports they are judged on: the loader walks
-        // sites as they are read, so they have to wait for the ports.
+        // sites as they are read, so their ports' check waits for them.
         top.reverse();
     }
     V::M(top)
