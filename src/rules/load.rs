@@ -9,8 +9,8 @@
 //!
 //! The walk is over the position-carrying tree from [`super::yaml`], so that
 //! problems found after parsing (host bits, duplicates, conflicts) point at
-//! the exact line like syntax errors do; on the fast path it gets that tree
-//! a site at a time (see [`load`]).
+//! the exact line like syntax errors do; it gets that tree a site at a
+//! time (see [`load`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -238,8 +238,7 @@ pub(super) fn load_saphyr_only(text: &str, file: &str) -> Result<Loaded, LoadErr
 }
 
 /// [`load`] from a whole tree, as it was before sites were streamed: the
-/// differential tests' reference for the streaming, and the answer to a
-/// file with a syntax error.
+/// differential tests' reference for the streaming.
 pub(super) fn load_whole_tree(text: &str, file: &str) -> Result<Loaded, LoadError> {
     load_tree(yaml::parse_saphyr(text), file)
 }
@@ -291,12 +290,11 @@ struct Cx {
     omitted: Omitted,
     /// Site names seen so far, and where: a repeated site is an error.
     site_names: HashMap<String, Pos>,
-    /// Whether the judged ports were read (from the root's `ports`).
-    ports_read: bool,
-    /// Whether [`Cx::ports_from`] looked for them.
+    /// Whether [`Cx::ports_from`] looked for the judged ports.
     ports_sought: bool,
-    /// Whether `rules.ports` holds every judged port there will be: from
-    /// then on, entries' ports are checked against them as they are read.
+    /// Whether `rules.ports` holds every judged port there will be (they
+    /// were read, or there are none): from then on, entries' ports are
+    /// checked against them as they are read.
     ports_final: bool,
     /// Entries' ports read before that, to check at the end: where, which,
     /// and in what kind of entry.
@@ -385,8 +383,8 @@ impl Cx {
         }
     }
 
-    /// The end of a streaming load: the rest of the tree (and the sites
-    /// that waited), then [`Cx::finish`].
+    /// The end of a streaming load: the rest of the tree, then
+    /// [`Cx::finish`].
     fn end(mut self, root: Node<'_>, file: &str) -> Result<Loaded, LoadError> {
         self.root(&root);
         drop(root);
@@ -424,7 +422,6 @@ impl Cx {
             {
                 self.phase = Phase::Ports;
                 self.ports(ports);
-                self.ports_read = true;
                 self.ports_final = true;
             }
         }
@@ -587,7 +584,7 @@ impl Cx {
             return;
         };
         if let Some(ports) = top.get("ports")
-            && !self.ports_read
+            && !self.ports_final
         {
             self.phase = Phase::Ports;
             self.ports(ports);

@@ -4,9 +4,9 @@
 //! every mapping, sequence, key and scalar carries its 1-based line and
 //! column, or returns the first syntax error with its position. Its fast
 //! path, [`parse_streaming`], builds the same tree for the subset of YAML
-//! permit files use (handing the items of one top-level sequence to the
-//! caller as it reads them) or gives up, and then the caller parses with
-//! saphyr. The rest of the loader walks trees and never sees the parser,
+//! permit files use or gives up, and then the caller parses with saphyr
+//! ([`parse_saphyr_streaming`]); both hand the items of one top-level
+//! sequence to the caller as they read them. The rest of the loader walks trees and never sees the parser,
 //! so replacing the parser touches this module only.
 //!
 //! The tree is deliberately plain: scalars stay text (the loader decides
