@@ -57,7 +57,7 @@ apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
     netsniff-ng ipset time ${PERF:+linux-perf} >/dev/null
 cargo build --release --locked --quiet --bin portgate \
     --example build_table --example connect_latency --example nfq_baseline
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 pg=$bin/portgate
 
 lab=pge site=pge-site gw=pge-gw net=pge-net

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-600} rate=${2:-3000} capacity=${3:-65536}
 bash tests/setup.sh
 cargo build --release --locked --quiet
-pg=$PWD/target/release/portgate
+pg=${CARGO_TARGET_DIR:-$PWD/target}/release/portgate
 lab=pgsoak work=$(mktemp -d)
 cleanup() { bash tests/lab.sh down "$lab"; rm -rf "$work"; }
 trap cleanup EXIT

@@ -12,7 +12,7 @@ repo=$PWD
 
 bash tests/setup.sh
 cargo build --release --locked --quiet
-pg=$repo/target/release/portgate
+pg=${CARGO_TARGET_DIR:-$repo/target}/release/portgate
 
 lab=pgdemo
 work=$(mktemp -d)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the demo and the test suite need on a Debian machine (as root).
-# Rust itself (cargo >= 1.85) must already be installed, e.g. with rustup.
+# Rust itself (cargo >= 1.88, as Cargo.toml's rust-version says) must already be installed, e.g. with rustup.
 set -euo pipefail
 
 packages=(
@@ -15,7 +15,7 @@ packages=(
 )
 
 if ! command -v cargo >/dev/null; then
-    echo "setup: cargo not found: install Rust 1.85 or newer (https://rustup.rs)" >&2
+    echo "setup: cargo not found: install Rust 1.88 or newer (https://rustup.rs)" >&2
     exit 1
 fi
 if [ "$(id -u)" != 0 ]; then
