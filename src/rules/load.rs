@@ -576,7 +576,7 @@ impl Cx {
         if matches!(root.value, Value::Null) {
             self.err(
                 Diagnostic::error(root.pos, "the rules file is empty")
-                    .hint("start from /usr/share/doc/portgate/examples/rules.yaml"),
+                    .hint("start from /usr/share/doc/portgate/examples/rules.yaml (rules/example.yaml in the source)"),
             );
             return;
         }
