@@ -8,8 +8,8 @@ use super::{load, yaml};
 /// the text, its tree must be saphyr's (values and positions), and the
 /// loader's answer — the ruleset and warnings, or every diagnostic — must
 /// be the same with and without the fast path, and the same site by site
-/// as from the whole tree. Returns whether the fast
-/// path took the text, or what differed.
+/// as from the whole tree. Returns whether the fast path took the text, or
+/// what differed.
 pub fn check(text: &str) -> Result<bool, String> {
     let fast = yaml::parse_fast(text);
     let accepted = fast.is_some();
